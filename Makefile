@@ -1,0 +1,31 @@
+# Every target sets up .venv itself when needed (fresh machine: just run `make demo` or `make test`).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The CPU wheel of torch; GPU users set TORCH_SPEC to their own build (e.g. TORCH_SPEC=torch).
+TORCH_SPEC ?= torch==2.13.0
+export OMP_NUM_THREADS ?= 1
+DEMO_DIR ?= demo_out
+
+.PHONY: venv demo test test-all bench lint clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: venv
+	$(PY) -m hyperclova.demo --out $(DEMO_DIR)
+
+test: venv
+	$(PY) -m pytest -q tests
+
+bench: venv
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) runs build *.egg-info

@@ -1,0 +1,300 @@
+"""One typed configuration tree for a run: dataclasses, YAML files and dotted overrides.
+
+    python -m hyperclova.train --config configs/demo.yaml train.lr=3e-4 model=1.3b
+
+Every key is checked against the dataclasses: an unknown key or a value of the wrong type raises
+`ConfigError` naming the dotted key, so a typo never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A user mistake in a config file or override; the message names the key."""
+
+
+@dataclass
+class ModelConfig:
+    preset: Optional[str] = None  # name from the size table this was filled from, informational
+    n_layers: int = 2
+    d_model: int = 128
+    n_heads: int = 4
+    vocab_size: int = 64000
+    seq_len: int = 2048
+    dropout: float = 0.0
+    ln_eps: float = 1e-5
+    init_std: float = 0.02
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def d_ff(self) -> int:
+        return 4 * self.d_model
+
+
+@dataclass
+class DataConfig:
+    # Corpus mixer: [weight, prefix, weight, prefix, ...] or just [prefix]; a prefix is the shard
+    # path without .bin/.idx (e.g. data/news_text_document).
+    blend: list = field(default_factory=list)
+    split: str = "98,2,0"  # train,valid,test proportions (Megatron style)
+    tokenizer: Optional[str] = None  # tokenizer directory; checks shard dtype and vocab
+    cache_dir: Optional[str] = None  # where GPTDataset keeps its index caches
+    num_workers: int = 0  # DataLoader worker processes
+
+
+@dataclass
+class OptimConfig:
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
+    fused: Optional[bool] = None  # None: fused AdamW where the device supports it
+
+
+@dataclass
+class ScheduleConfig:
+    warmup_steps: int = 100
+    decay_steps: Optional[int] = None  # None: decay over the whole run (train.steps)
+    min_lr_ratio: float = 0.1  # HyperCLOVA: min LR = LR / 10
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    lr: Optional[float] = None  # None: the preset's lr from Table 2
+    global_batch_size: int = 8  # sequences per optimizer step, over all data-parallel ranks
+    micro_batch_size: int = 8  # sequences per forward/backward on one rank
+    seed: int = 1234
+    device: str = "auto"  # auto | cpu | cuda
+    dtype: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    eval_interval: int = 100  # 0 disables validation
+    eval_iters: int = 10
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    threads: Optional[int] = None  # torch intra-op threads on CPU; None leaves torch's default
+
+
+@dataclass
+class CheckpointConfig:
+    dir: Optional[str] = None  # None: <logging.run_dir>/checkpoints
+    interval: int = 1000  # save every N steps (and always at the end); 0: only at the end
+    keep_last: int = 3
+    resume: bool = True  # continue from <dir>/latest when it exists
+    load: Optional[str] = None  # start from this checkpoint (weights+state) instead
+
+
+@dataclass
+class LoggingConfig:
+    run_dir: str = "runs/default"
+    log_interval: int = 10
+    progress_bar: bool = True
+    tensorboard: bool = True
+    peak_flops: Optional[float] = None  # per-device peak FLOP/s; None: guessed from the GPU name
+
+
+@dataclass
+class ParallelConfig:
+    tp: int = 1
+    pp: int = 1
+    vpp: int = 1  # virtual pipeline stages per pipeline rank
+    dp_replicate: int = 1
+    dp_shard: int = 1  # FSDP2 sharding degree; 1 means plain DDP over dp_replicate
+    sequence_parallel: bool = False
+    schedule: str = "1f1b"
+    microbatches: Optional[int] = None  # None: the gradient-accumulation count
+    recompute: Literal["none", "selective", "full"] = "none"
+    compile: bool = False
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+
+    @property
+    def lr(self) -> float:
+        if self.train.lr is not None:
+            return self.train.lr
+        from hyperclova.model.presets import PRESET_LR
+
+        return PRESET_LR.get(self.model.preset or "", 3e-4)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.checkpoint.dir or Path(self.logging.run_dir) / "checkpoints")
+
+
+# --- building a tree from plain data -----------------------------------------------------------
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Return `value` as type `tp` or raise ConfigError naming `key`."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not one of {list(choices)}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return from_dict(tp, value, prefix=key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        try:  # YAML 1.1 reads '3e-4' as a string, so accept numeric strings
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    if tp is list or origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return list(value)
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def _unknown(key: str, name: str, known: list[str]) -> ConfigError:
+    near = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean '{near[0]}'?)" if near else ""
+    return ConfigError(f"unknown config key '{key}'{hint}; valid keys here: {', '.join(known)}")
+
+
+def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else str(name)
+        if name not in names:
+            raise _unknown(key, str(name), names)
+        if cls is Config and name == "model" and isinstance(value, str):
+            value = _preset_dict(value, key)
+        kwargs[name] = _coerce(value, hints[name], key)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _preset_dict(name: str, key: str) -> dict:
+    from hyperclova.model.presets import PRESETS
+
+    if name not in PRESETS:
+        raise ConfigError(f"{key}: unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return to_dict(PRESETS[name])
+
+
+# --- YAML files and dotted overrides -----------------------------------------------------------
+
+
+def _set_dotted(tree: dict, dotted: str, raw: str) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{dotted}: '{part}' is not a section")
+        node = child
+    value = yaml.safe_load(raw) if raw != "" else ""
+    if parts == ["model"] and isinstance(value, str):
+        tree["model"] = _preset_dict(value, "model")  # `model=1.3b` replaces the whole section
+        return
+    node[parts[-1]] = value
+
+
+def _load_yaml(path: str | Path) -> dict:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    if isinstance(data.get("model"), str):
+        data["model"] = _preset_dict(data["model"], f"{path}: model")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Build the Config from an optional YAML file, then `key=value` overrides applied in order."""
+    tree: dict = _load_yaml(path) if path else {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        dotted, raw = item.split("=", 1)
+        _set_dotted(tree, dotted.strip(), raw)
+    cfg = from_dict(Config, tree)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    m, t = cfg.model, cfg.train
+    if m.d_model % m.n_heads:
+        raise ConfigError(f"model.d_model={m.d_model} is not divisible by model.n_heads={m.n_heads}")
+    for key, val in [("model.n_layers", m.n_layers), ("model.vocab_size", m.vocab_size),
+                     ("model.seq_len", m.seq_len), ("train.steps", t.steps),
+                     ("train.micro_batch_size", t.micro_batch_size),
+                     ("train.global_batch_size", t.global_batch_size)]:
+        if val <= 0:
+            raise ConfigError(f"{key} must be positive, got {val}")
+    if not 0.0 <= m.dropout < 1.0:
+        raise ConfigError(f"model.dropout must be in [0, 1), got {m.dropout}")
+    if cfg.checkpoint.keep_last < 1:
+        raise ConfigError(f"checkpoint.keep_last must be at least 1, got {cfg.checkpoint.keep_last}")
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)

