@@ -17,8 +17,10 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from hyperclova.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A user mistake in a config file or override; the message names the key."""
 
 
