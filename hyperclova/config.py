@@ -86,6 +86,7 @@ class TrainConfig:
     eval_iters: int = 10
     on_nonfinite: Literal["stop", "skip"] = "stop"
     threads: Optional[int] = None  # torch intra-op threads on CPU; None leaves torch's default
+    dist_timeout_s: int = 600  # process-group timeout: a hung or dead rank fails the job after this
 
 
 @dataclass
@@ -118,6 +119,7 @@ class ParallelConfig:
     microbatches: Optional[int] = None  # None: the gradient-accumulation count
     recompute: Literal["none", "selective", "full"] = "none"
     compile: bool = False
+    debug: bool = False  # TORCH_DISTRIBUTED_DEBUG=DETAIL: check every collective's shape and order
 
 
 @dataclass

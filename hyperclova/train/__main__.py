@@ -1,0 +1,26 @@
+"""`python -m hyperclova.train [--config FILE] [section.key=value ...]`"""
+from __future__ import annotations
+
+import argparse
+
+from torch.distributed.elastic.multiprocessing.errors import record
+
+from hyperclova.config import load_config
+from hyperclova.errors import cli_main
+
+
+@record
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m hyperclova.train", description=__doc__)
+    parser.add_argument("--config", help="YAML config file (see configs/)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4 model=1.3b")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    from hyperclova.train.trainer import train
+
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()

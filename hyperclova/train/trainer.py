@@ -1,0 +1,206 @@
+"""The pre-training loop.
+
+    python -m hyperclova.train --config configs/demo.yaml train.steps=300
+    torchrun --nproc_per_node 4 -m hyperclova.train --config ... parallel.tp=2 parallel.pp=2
+
+Order of business: discover ranks and start the process group, build the engine (model parts for
+this rank, parallelised by `cfg.parallel`), the optimizers and the data; resume from the newest
+complete checkpoint; then step: lr from the schedule, forward/backward over the global batch in
+micro-batches, clip, step, log, validate and checkpoint.
+"""
+from __future__ import annotations
+
+import math
+import time
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from hyperclova.config import Config, dump_yaml
+from hyperclova.data import build_datasets, make_loader
+from hyperclova.errors import UserError
+from hyperclova.launch import discover
+from hyperclova.train.checkpoint import CheckpointManager, RngState, TrainState, resolve_load_path
+from hyperclova.train.engine import build_engine, resolve_device
+from hyperclova.train.metrics import Metrics, flops_per_token, peak_flops
+from hyperclova.train.optim import Optimizers, schedule_for
+
+
+class NonFiniteLoss(UserError):
+    pass
+
+
+def init_distributed(cfg: Config, device: torch.device) -> None:
+    """Start the default process group (also for one process: DCP and the datasets use it)."""
+    if dist.is_initialized():
+        return
+    env = discover()
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(env.local_rank)
+    dist.init_process_group(backend, rank=env.rank, world_size=env.world_size,
+                            timeout=timedelta(seconds=cfg.train.dist_timeout_s))
+
+
+def grad_accumulation(cfg: Config, dp_size: int) -> int:
+    t = cfg.train
+    per_step = t.micro_batch_size * dp_size
+    if t.global_batch_size % per_step:
+        raise UserError(
+            f"train.global_batch_size={t.global_batch_size} is not divisible by "
+            f"train.micro_batch_size={t.micro_batch_size} x data-parallel size {dp_size}; "
+            f"use a multiple of {per_step}")
+    return t.global_batch_size // per_step
+
+
+def _next_batch(loader, n_micro: int, device: torch.device):
+    """n_micro micro-batches stacked into one (n_micro*micro, T) batch; masked labels -> -100."""
+    tokens, labels = [], []
+    for _ in range(n_micro):
+        try:
+            mb = next(loader)
+        except StopIteration:
+            raise UserError("the training data ran out before train.steps; add data or lower "
+                            "train.steps") from None
+        lab = mb["labels"].clone()
+        if "loss_mask" in mb:
+            lab[mb["loss_mask"] == 0] = -100
+        tokens.append(mb["tokens"])
+        labels.append(lab)
+    return torch.cat(tokens).to(device), torch.cat(labels).to(device)
+
+
+class Trainer:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        self.device = resolve_device(cfg)
+        init_distributed(cfg, self.device)
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        torch.manual_seed(cfg.train.seed)
+
+        self.engine = build_engine(cfg, self.device)
+        self.dp_rank, self.dp_size = self.engine.layout.dp_rank, self.engine.layout.dp_size
+        self.n_micro = grad_accumulation(cfg, self.dp_size)
+        self.optimizers = Optimizers(self.engine.model_parts, cfg, self.device.type)
+        self.lr_at = schedule_for(cfg)
+        self.state = TrainState()
+        self.ckpt = CheckpointManager(cfg, {"model": self.engine.model_state(),
+                                            "optim": self.optimizers, "train": self.state,
+                                            "rng": RngState(self.rank)}, log=self.print)
+        self.n_params = self._global_param_count()
+        self.flops_per_token = flops_per_token(cfg.model, self.n_params)
+        self.peak = peak_flops(cfg, self.device)
+
+    def print(self, text: str) -> None:
+        if self.rank == 0:
+            print(text, flush=True)
+
+    def _global_param_count(self) -> int:
+        from hyperclova.model.presets import count_params
+
+        return count_params(self.cfg.model)
+
+    def restore(self) -> None:
+        cfg = self.cfg
+        resumed = self.ckpt.resume() if cfg.checkpoint.resume else None
+        if resumed:
+            self.print(f"resumed from {resumed} at step {self.state.step} "
+                       f"({self.state.consumed_samples} samples consumed)")
+        elif cfg.checkpoint.load:
+            path = resolve_load_path(cfg.checkpoint.load)
+            self.ckpt.load(path, groups={"model"})
+            self.print(f"initialised weights from {path}")
+
+    def build_data(self):
+        cfg = self.cfg
+        valid_samples = cfg.train.eval_iters * cfg.train.micro_batch_size * self.dp_size
+        train_ds, valid_ds = build_datasets(
+            cfg.data, cfg.model.seq_len, cfg.train.seed,
+            train_samples=cfg.train.steps * cfg.train.global_batch_size,
+            valid_samples=valid_samples if cfg.train.eval_interval > 0 else 0)
+        loader = make_loader(train_ds, cfg.train.micro_batch_size, self.state.consumed_samples,
+                             self.dp_rank, self.dp_size, cfg.data.num_workers)
+        return loader, valid_ds
+
+    def evaluate(self, valid_ds) -> float:
+        t = self.cfg.train
+        loader = make_loader(valid_ds, t.micro_batch_size, 0, self.dp_rank, self.dp_size, 0)
+        self.engine.train(False)
+        total = torch.zeros((), device=self.device)
+        for _ in range(t.eval_iters):
+            tokens, labels = _next_batch(loader, 1, self.device)
+            total += self.engine.eval_loss(tokens, labels).float()
+        self.engine.train(True)
+        return total.item() / t.eval_iters
+
+    def step(self, loader, step: int) -> dict | None:
+        cfg = self.cfg
+        lr = self.lr_at(step)
+        self.optimizers.set_lr(lr)
+        tokens, labels = _next_batch(loader, self.n_micro, self.device)
+        loss = self.engine.forward_backward(tokens, labels, self.n_micro).item()
+        grad_norm = self.engine.clip_grad_norm(cfg.optim.grad_clip).item()
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            self.optimizers.zero_grad()
+            what = f"loss {loss}, grad norm {grad_norm}"
+            if cfg.train.on_nonfinite == "stop":
+                raise NonFiniteLoss(
+                    f"non-finite training loss at step {step} ({what}); lower train.lr, check the "
+                    f"data, or set train.on_nonfinite=skip to skip such steps")
+            self.state.skipped_steps += 1
+            self.print(f"warning: skipped step {step}: {what}")
+            return None
+        self.optimizers.step()
+        self.optimizers.zero_grad()
+        return {"loss": loss, "lr": lr, "grad_norm": grad_norm}
+
+    def run(self) -> dict:
+        cfg = self.cfg
+        if self.rank == 0:
+            print("resolved config:\n" + dump_yaml(cfg), flush=True)
+        self.restore()
+        loader, valid_ds = self.build_data()
+        self.print(f"model: {self.n_params:,} parameters; global batch {cfg.train.global_batch_size} "
+                   f"= micro {cfg.train.micro_batch_size} x accumulation {self.n_micro} x data "
+                   f"parallel {self.dp_size}; world {self.world} on {self.device.type}")
+        metrics = Metrics(cfg, self.rank == 0, cfg.train.steps, self.state.step)
+        tokens_per_step = cfg.train.global_batch_size * cfg.model.seq_len
+        history = []
+        try:
+            self.engine.train(True)
+            for step in range(self.state.step + 1, cfg.train.steps + 1):
+                t0 = time.perf_counter()
+                record = self.step(loader, step)
+                self.state.step = step
+                self.state.consumed_samples += cfg.train.global_batch_size
+                if record is not None:
+                    dt = time.perf_counter() - t0
+                    record["tokens_per_s"] = tokens_per_step / dt
+                    record["step_time_s"] = dt
+                    if self.peak:
+                        record["mfu"] = self.flops_per_token * record["tokens_per_s"] / (self.peak * self.world)
+                    history.append({"step": step, **record})
+                    metrics.log(step, record)
+                if valid_ds is not None and cfg.train.eval_interval and (
+                        step % cfg.train.eval_interval == 0 or step == cfg.train.steps):
+                    vloss = self.evaluate(valid_ds)
+                    metrics.log(step, {"loss": vloss, "ppl": math.exp(min(vloss, 50.0))}, "valid")
+                if cfg.checkpoint.interval and step % cfg.checkpoint.interval == 0 and step < cfg.train.steps:
+                    self.ckpt.save(step)
+            final = self.ckpt.save(self.state.step)
+            metrics.print(f"saved {final}")
+        finally:
+            metrics.close()
+        return {"history": history, "step": self.state.step, "checkpoint": str(final)}
+
+
+def train(cfg: Config) -> dict:
+    trainer = Trainer(cfg)
+    try:
+        return trainer.run()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
