@@ -86,6 +86,7 @@ class TrainConfig:
     eval_iters: int = 10
     on_nonfinite: Literal["stop", "skip"] = "stop"
     threads: Optional[int] = None  # torch intra-op threads on CPU; None leaves torch's default
+    exit_after: Optional[int] = None  # save and stop after this many steps in this invocation
     dist_timeout_s: int = 600  # process-group timeout: a hung or dead rank fails the job after this
 
 

@@ -103,7 +103,7 @@ class Trainer:
 
         return count_params(self.cfg.model)
 
-    def restore(self) -> None:
+    def restore(self):
         cfg = self.cfg
         resumed = self.ckpt.resume() if cfg.checkpoint.resume else None
         if resumed:
@@ -113,6 +113,7 @@ class Trainer:
             path = resolve_load_path(cfg.checkpoint.load)
             self.ckpt.load(path, groups={"model"})
             self.print(f"initialised weights from {path}")
+        return resumed
 
     def build_data(self):
         cfg = self.cfg
@@ -161,7 +162,8 @@ class Trainer:
         cfg = self.cfg
         if self.rank == 0:
             print("resolved config:\n" + dump_yaml(cfg), flush=True)
-        self.restore()
+        resumed = self.restore()
+        start_step = self.state.step
         loader, valid_ds = self.build_data()
         self.print(f"model: {self.n_params:,} parameters; global batch {cfg.train.global_batch_size} "
                    f"= micro {cfg.train.micro_batch_size} x accumulation {self.n_micro} x data "
@@ -171,7 +173,10 @@ class Trainer:
         history = []
         try:
             self.engine.train(True)
-            for step in range(self.state.step + 1, cfg.train.steps + 1):
+            last = cfg.train.steps
+            if cfg.train.exit_after:  # a time-limited job: checkpoint and stop early
+                last = min(last, self.state.step + cfg.train.exit_after)
+            for step in range(self.state.step + 1, last + 1):
                 t0 = time.perf_counter()
                 record = self.step(loader, step)
                 self.state.step = step
@@ -188,13 +193,15 @@ class Trainer:
                         step % cfg.train.eval_interval == 0 or step == cfg.train.steps):
                     vloss = self.evaluate(valid_ds)
                     metrics.log(step, {"loss": vloss, "ppl": math.exp(min(vloss, 50.0))}, "valid")
-                if cfg.checkpoint.interval and step % cfg.checkpoint.interval == 0 and step < cfg.train.steps:
+                if cfg.checkpoint.interval and step % cfg.checkpoint.interval == 0 and step < last:
                     self.ckpt.save(step)
-            final = self.ckpt.save(self.state.step)
-            metrics.print(f"saved {final}")
+            final = None
+            if self.state.step > start_step or not resumed:
+                final = self.ckpt.save(self.state.step)
+                metrics.print(f"saved {final}")
         finally:
             metrics.close()
-        return {"history": history, "step": self.state.step, "checkpoint": str(final)}
+        return {"history": history, "step": self.state.step, "checkpoint": final or resumed}
 
 
 def train(cfg: Config) -> dict:
