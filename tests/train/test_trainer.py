@@ -82,3 +82,13 @@ def test_batch_not_divisible_is_a_clear_error(make_cfg):
 
     with pytest.raises(UserError, match="global_batch_size=8 is not divisible"):
         train(make_cfg("train.micro_batch_size=3"))
+
+
+def test_checkpoint_load_initialises_weights_only(make_cfg, tmp_path):
+    seed = train(make_cfg("train.steps=2", run="seed"))["checkpoint"]
+    # same weights, fresh optimizer and step count: a different seed alone would differ
+    a = losses(train(make_cfg(f"checkpoint.load={seed}", "train.seed=7", "train.steps=2", run="a")))
+    b = losses(train(make_cfg(f"checkpoint.load={tmp_path / 'seed' / 'checkpoints'}", "train.seed=7",
+                              "train.steps=2", run="b")))
+    c = losses(train(make_cfg("train.seed=7", "train.steps=2", run="c")))
+    assert a == b and a != c
