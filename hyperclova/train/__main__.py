@@ -15,8 +15,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hyperclova.train", description=__doc__)
     parser.add_argument("--config", help="YAML config file (see configs/)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4 model=1.3b")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="build chosen ranks' model shards on the meta device, print their memory")
+    parser.add_argument("--ranks", help="with --dry-run: comma-separated global ranks "
+                                        "(default: one per pipeline stage)")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
+    if args.dry_run:
+        from hyperclova.plan.dryrun import dry_run, format_report, parse_ranks
+
+        print(format_report(cfg, dry_run(cfg, parse_ranks(args.ranks))))
+        return
     from hyperclova.train.trainer import train
 
     train(cfg)

@@ -151,13 +151,9 @@ class CheckpointManager:
         dcp.save(self.states, checkpoint_id=str(tmp))
         _barrier()
         if _rank() == 0:
-            (tmp / "config.yaml").write_text(dump_yaml(self.cfg), encoding="utf-8")
-            sizes = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
-            (tmp / MARKER).write_text(json.dumps({"step": step, "files": sizes}, indent=1))
             if final.exists():
                 shutil.rmtree(final)
-            os.replace(tmp, final)
-            _write_atomic(self.dir / LATEST, final.name)
+            finalize_step_dir(tmp, final, self.cfg, step)
             self._prune()
         _barrier()
         return final
@@ -195,6 +191,17 @@ class CheckpointManager:
             return None
         self.load(Path(path))
         return Path(path)
+
+
+def finalize_step_dir(tmp: Path, final: Path, cfg: Config, step: int) -> None:
+    """Complete a checkpoint written into `tmp`: config.yaml, the COMPLETE marker with every
+    file's size, the rename to `final`, then the `latest` pointer — in that order, so a crash at
+    any point leaves either no checkpoint under `final` or a whole one."""
+    (tmp / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+    sizes = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+    (tmp / MARKER).write_text(json.dumps({"step": step, "files": sizes}, indent=1))
+    os.replace(tmp, final)
+    _write_atomic(final.parent / LATEST, final.name)
 
 
 def _write_atomic(path: Path, text: str) -> None:

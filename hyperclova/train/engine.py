@@ -120,5 +120,10 @@ def autocast_dtype_for(cfg: Config, device: torch.device):
 
 def build_engine(cfg: Config, device: torch.device) -> Engine:
     """Build the model for this rank's place in the layout and wrap it in an Engine."""
+    p = cfg.parallel
+    if p.tp * p.pp * p.dp_replicate * p.dp_shard > 1:
+        from hyperclova.parallel.engine import build_parallel_engine  # imports this module
+
+        return build_parallel_engine(cfg, device)
     model = build_model(cfg.model, device=device, seed=cfg.train.seed)
     return Engine(model, cfg, device, autocast_dtype_for(cfg, device))

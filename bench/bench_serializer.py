@@ -1,0 +1,225 @@
+"""Serializer throughput and memory: hyperclova's preprocess versus a Megatron-style baseline.
+
+The baseline is Megatron-LM's tools/preprocess_data.py pattern: `multiprocessing.Pool.imap` over
+the input lines (chunksize 32), each worker JSON-decodes and encodes ONE document with HF
+`tokenizers` (what Megatron's HuggingFace tokenizer runs), the main process feeds every document to
+megatron-core's `IndexedDatasetBuilder.add_document`. Ours streams ~1 MB blocks to the workers,
+which batch-encode with the tokenizer's bulk engine (tiktoken, verified id-identical at training
+time). Same corpus, same tokenizer directory, same worker count; both outputs are checked
+byte-identical. Each run is a fresh subprocess whose
+whole process tree is sampled for peak memory (PSS, so pages shared after fork count once).
+Baseline and ours alternate, round after round, so machine noise hits both alike.
+
+    python bench/bench_serializer.py --type bbpe --mb 40 --workers 2 --rounds 2
+    python bench/bench_serializer.py --type morpheme-bbpe --mb 8 --workers 2 --rounds 2  # MeCab-bound
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# --- the Megatron-style baseline (runs in the child process) -------------------------------------
+
+_TOK = None
+
+
+def _baseline_init(tokenizer_dir: str) -> None:
+    global _TOK
+    from hyperclova.tokenizer import load_tokenizer
+
+    # Megatron encodes with the HF tokenizers library (its HuggingFace tokenizer wrapper).
+    _TOK = load_tokenizer(tokenizer_dir, engine="hf")
+
+
+def _baseline_encode(line: str):
+    text = json.loads(line)["text"]
+    ids = _TOK.encode(text)  # one document at a time, as Megatron's Encoder.encode
+    ids.append(_TOK.eod_id)
+    return ids, len(line.encode("utf-8"))
+
+
+def run_baseline(corpus: str, prefix: str, tokenizer_dir: str, workers: int) -> dict:
+    import multiprocessing as mp
+
+    import numpy as np
+    from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
+
+    from hyperclova.tokenizer import load_tokenizer
+
+    vocab = load_tokenizer(tokenizer_dir).vocab_size
+    start = time.perf_counter()
+    docs = nbytes = 0
+    with open(corpus, encoding="utf-8") as fin, mp.get_context("fork").Pool(
+            workers, initializer=_baseline_init, initargs=(tokenizer_dir,)) as pool:
+        builder = IndexedDatasetBuilder(prefix + ".bin", dtype=DType.optimal_dtype(vocab))
+        for ids, n in pool.imap(_baseline_encode, fin, 32):
+            builder.add_document(ids, [len(ids)])
+            docs += 1
+            nbytes += n
+        builder.finalize(prefix + ".idx")
+    del np
+    return {"seconds": time.perf_counter() - start, "docs": docs, "bytes": nbytes}
+
+
+def run_ours(corpus: str, prefix: str, tokenizer_dir: str, workers: int) -> dict:
+    from hyperclova.data.serialize import preprocess
+
+    start = time.perf_counter()
+    stats = preprocess([corpus], prefix, tokenizer_dir, workers=workers, append_eod=True, progress=False)
+    return {"seconds": time.perf_counter() - start, "docs": stats.documents_read, "bytes": stats.bytes_read}
+
+
+def child_main(args) -> None:
+    import warnings
+
+    warnings.simplefilter("ignore")
+    import megatron.core.datasets.indexed_dataset  # noqa: F401  (one-off import, not timed)
+
+    fn = run_baseline if args.impl == "baseline" else run_ours
+    before = os.times()
+    result = fn(args.corpus, args.prefix, args.tokenizer, args.workers)
+    after = os.times()
+    # CPU seconds of this process and its (joined) workers: contention on a shared machine
+    # stretches wall time far more than it changes the work done.
+    result["cpu_seconds"] = sum(after[:4]) - sum(before[:4])
+    print(json.dumps(result))
+
+
+# --- the driver -----------------------------------------------------------------------------------
+
+
+def tree_pss_kb(root: int) -> int:
+    """Sum of PSS over `root` and its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+def measure(impl: str, corpus: Path, prefix: Path, tokenizer: Path, workers: int) -> dict:
+    cmd = [sys.executable, __file__, "_child", "--impl", impl, "--corpus", str(corpus),
+           "--prefix", str(prefix), "--tokenizer", str(tokenizer), "--workers", str(workers)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    peak = [0]
+
+    def sample():
+        while proc.poll() is None:
+            peak[0] = max(peak[0], tree_pss_kb(proc.pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"{impl} failed:\n{err}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_pss_mb"] = peak[0] / 1024
+    result["mb_s"] = result["bytes"] / 1e6 / result["seconds"]
+    result["docs_s"] = result["docs"] / result["seconds"]
+    result["mb_per_cpu_s"] = result["bytes"] / 1e6 / result["cpu_seconds"]
+    return result
+
+
+def prepare(out: Path, mb: float, vocab: int, kind: str, tokenizer: str | None) -> tuple[Path, Path, Path]:
+    from hyperclova.corpus.synthetic import generate_corpus
+
+    out.mkdir(parents=True, exist_ok=True)
+    docs = int(mb * 1e6 / 505)  # the synthetic generator averages about 505 bytes per document
+    corpus, corpus4 = out / f"corpus_{mb:g}mb.jsonl", out / f"corpus_{4 * mb:g}mb.jsonl"
+    for path, n, seed in ((corpus, docs, 1), (corpus4, 4 * docs, 2)):
+        if not path.exists():
+            generate_corpus(path, n_docs=n, seed=seed)
+    tok = Path(tokenizer) if tokenizer else out / f"tok_{kind}_{vocab}"
+    if not tok.exists():
+        from hyperclova.tokenizer import train_tokenizer
+
+        train_tokenizer([str(corpus)], str(tok), type=kind, vocab_size=vocab, show_progress=False)
+    return corpus, corpus4, tok
+
+
+def same_files(a: Path, b: Path) -> bool:
+    return all((Path(f"{a}{s}").read_bytes() == Path(f"{b}{s}").read_bytes()) for s in (".bin", ".idx"))
+
+
+def driver(args) -> None:
+    out = Path(args.out)
+    corpus, corpus4, tok = prepare(out, args.mb, args.vocab, args.type, args.tokenizer)
+    from hyperclova.tokenizer import load_tokenizer
+
+    vocab = load_tokenizer(str(tok)).vocab_size
+    print(f"corpus {corpus} ({corpus.stat().st_size / 1e6:.1f} MB), tokenizer {tok} (vocab {vocab}), "
+          f"workers {args.workers}, cores {os.cpu_count()}")
+    rows = {"baseline": [], "ours": []}
+    for r in range(args.rounds):
+        for impl in ("baseline", "ours"):
+            res = measure(impl, corpus, out / f"{impl}_r{r}", tok, args.workers)
+            rows[impl].append(res)
+            print(f"round {r} {impl:8s} {res['seconds']:6.2f} s  {res['docs_s']:9,.0f} docs/s  "
+                  f"{res['mb_s']:5.2f} MB/s  {res['mb_per_cpu_s']:5.2f} MB/cpu-s  peak PSS {res['peak_pss_mb']:6.0f} MB",
+                  flush=True)
+        ours_prefix = out / f"ours_r{r}_text_document"
+        assert same_files(out / f"baseline_r{r}", ours_prefix), "outputs differ"
+    big = measure("ours", corpus4, out / "ours_4x", tok, args.workers)
+    print(f"4x input ours {big['seconds']:6.2f} s  {big['docs_s']:9,.0f} docs/s  {big['mb_s']:5.2f} MB/s  "
+          f"{big['mb_per_cpu_s']:5.2f} MB/cpu-s  peak PSS {big['peak_pss_mb']:6.0f} MB")
+    med = {k: statistics.median(x["mb_s"] for x in v) for k, v in rows.items()}
+    ratios = [o["mb_s"] / b["mb_s"] for b, o in zip(rows["baseline"], rows["ours"])]
+    print(f"\nbaseline and ours outputs byte-identical in every round")
+    print(f"median MB/s: baseline {med['baseline']:.2f}, ours {med['ours']:.2f}; "
+          f"speedup per round {', '.join(f'{x:.2f}x' for x in ratios)}; median {statistics.median(ratios):.2f}x")
+    cpu = [o["mb_per_cpu_s"] / b["mb_per_cpu_s"] for b, o in zip(rows["baseline"], rows["ours"])]
+    print(f"MB per CPU-second (all processes), ours / baseline per round: {', '.join(f'{x:.2f}x' for x in cpu)}; "
+          f"median {statistics.median(cpu):.2f}x")
+    mem1 = statistics.median(x["peak_pss_mb"] for x in rows["ours"])
+    print(f"ours peak PSS: {mem1:.0f} MB at 1x ({corpus.stat().st_size / 1e6:.0f} MB input), "
+          f"{big['peak_pss_mb']:.0f} MB at 4x ({corpus4.stat().st_size / 1e6:.0f} MB input)")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_child":
+        p = argparse.ArgumentParser()
+        for name in ("--impl", "--corpus", "--prefix", "--tokenizer"):
+            p.add_argument(name, required=True)
+        p.add_argument("--workers", type=int, required=True)
+        child_main(p.parse_args(sys.argv[2:]))
+        return
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mb", type=float, default=40, help="corpus size for the 1x runs")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--vocab", type=int, default=32000, help="vocabulary of the tokenizer trained for the run")
+    p.add_argument("--type", default="bbpe", help="tokenizer type to train: bbpe, morpheme-bbpe, ...")
+    p.add_argument("--tokenizer", help="use this tokenizer directory instead of training one")
+    p.add_argument("--out", default="bench_out/serializer", help="corpus, tokenizer and shards go here")
+    driver(p.parse_args())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Corpus preparation: the embedded synthetic corpus, cleaning, de-identification, dedup, mixing."""

@@ -1,0 +1,259 @@
+"""The cleaning pipeline: plan -> process (per task) -> dedup (global) -> finalize (per task) -> report.
+
+Layout of an output directory:
+
+    plan.json                        tasks (byte ranges of inputs), recipe fingerprint
+    work/process/00003.jsonl|.hash.npy|.sig.npy|.done    first pass of task 3
+    work/dedup/00003.npy, work/dedup.done                 global verdicts per task
+    data/shard_00003.jsonl, work/finalize/00003.done      cleaned output of task 3
+    rejects/<reason>/shard_00003.jsonl                    dropped documents (with --rejects)
+    report.json, report.txt
+
+Every file is written under a temporary name and renamed when complete, and a `.done` marker (holding
+that task's statistics) is written last, so an interrupted run resumes where it stopped and never
+leaves partial output under a final name. Output depends only on the input, the recipe and the task
+size, not on the executor or the number of workers.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from hyperclova.corpus import executors
+from hyperclova.corpus.dedup import MinHasher, band_keys, exact_hash, find_duplicates
+from hyperclova.corpus.jsonl import (AtomicWriter, list_inputs, plan_tasks, read_task, tasks_from_json,
+                                     tasks_to_json, write_json_atomic)
+from hyperclova.corpus.recipe import Recipe, load_recipe
+from hyperclova.corpus.report import TaskStats, merge_stats, write_report
+from hyperclova.errors import UserError
+
+STAGES = ["plan", "process", "dedup", "finalize", "report"]
+
+
+def _task_name(i: int) -> str:
+    return f"{i:05d}"
+
+
+def make_plan(inputs: list[str], out_dir: Path, recipe: Recipe) -> list:
+    """Write plan.json, or check that an existing one matches (then a rerun resumes)."""
+    files = list_inputs(inputs)
+    plan_path = out_dir / "plan.json"
+    key = {"inputs": [str(f) for f in files], "recipe": recipe.fingerprint, "task_mb": recipe.task_mb}
+    if plan_path.exists():
+        plan = json.loads(plan_path.read_text(encoding="utf-8"))
+        if plan["key"] != key:
+            raise UserError(f"{out_dir} holds a run with other inputs or another recipe; "
+                            "use a new --output directory (or delete it to start over)")
+        return tasks_from_json(plan["tasks"])
+    tasks = plan_tasks(files, max(1, int(recipe.task_mb * 1e6)))
+    write_json_atomic(plan_path, {"key": key, "tasks": tasks_to_json(tasks)})
+    return tasks
+
+
+def load_plan(out_dir: Path) -> list:
+    plan_path = out_dir / "plan.json"
+    if not plan_path.exists():
+        raise UserError(f"{plan_path} not found: run the 'plan' stage first")
+    return tasks_from_json(json.loads(plan_path.read_text(encoding="utf-8"))["tasks"])
+
+
+def _apply_steps(steps, rec, stats: TaskStats, rejects: dict, with_rejects: bool) -> dict | None:
+    for step in steps:
+        size_in = len(rec["text"].encode("utf-8"))
+        rec, verdict = step(rec, stats.pii)
+        if verdict is not None and step.action == "flag":
+            rec = {**rec, "flags": rec.get("flags", []) + [verdict[0]]}
+            stats.flags[verdict[0]] += 1
+            verdict = None
+        stats.step(step.name, size_in, None if verdict else len(rec["text"].encode("utf-8")))
+        if verdict is not None:
+            stats.reject(rec, verdict[0], size_in)
+            if with_rejects:
+                rejects.setdefault(verdict[0], []).append({**rec, "reject_reason": verdict[0],
+                                                           "reject_detail": verdict[1]})
+            return None
+    return rec
+
+
+def _write_rejects(out_dir: Path, name: str, rejects: dict) -> None:
+    for reason, recs in rejects.items():
+        w = AtomicWriter(out_dir / "rejects" / reason / f"shard_{name}.jsonl")
+        for r in recs:
+            w.write(r)
+        w.commit()
+
+
+def _remove_stale_temporaries(out_dir: Path, name: str) -> None:
+    """Temporaries an interrupted attempt at this task left behind (never final files)."""
+    for pattern in (f"work/*/{name}.*tmp*", f"data/shard_{name}.jsonl.tmp*", f"rejects/*/shard_{name}.jsonl.tmp*"):
+        for p in out_dir.glob(pattern):
+            p.unlink(missing_ok=True)
+
+
+def process_task(out_dir: Path, recipe_path: str | None, with_rejects: bool, task_id: int) -> None:
+    """First pass of one task: read, per-document steps, hashes and signatures for dedup."""
+    recipe = load_recipe(recipe_path)
+    task = load_plan(out_dir)[task_id]
+    name, work = _task_name(task_id), out_dir / "work" / "process"
+    if (work / f"{name}.done").exists():
+        return
+    _remove_stale_temporaries(out_dir, name)
+    stats, rejects = TaskStats(), {}
+    hasher = MinHasher(recipe.near_dedup) if recipe.near_dedup else None
+    hashes, sigs = [], []
+    writer = AtomicWriter(work / f"{name}.jsonl")
+    for _, rec, bad in read_task(task):
+        if bad is not None:
+            stats.bad(bad)
+            continue
+        stats.doc_in(rec)
+        rec = _apply_steps(recipe.before, rec, stats, rejects, with_rejects)
+        if rec is None:
+            continue
+        writer.write(rec)
+        hashes.append(exact_hash(rec["text"]))
+        if hasher:
+            sigs.append(hasher.signature(rec["text"]))
+    writer.commit()
+    np.save(work / f"{name}.hash.tmp.npy", np.array(hashes, dtype=np.uint64))
+    (work / f"{name}.hash.tmp.npy").replace(work / f"{name}.hash.npy")
+    if hasher:
+        arr = np.array(sigs, dtype=np.uint32).reshape(len(sigs), recipe.near_dedup.num_perm)
+        np.save(work / f"{name}.sig.tmp.npy", arr)
+        (work / f"{name}.sig.tmp.npy").replace(work / f"{name}.sig.npy")
+        np.save(work / f"{name}.bands.tmp.npy", band_keys(arr, recipe.near_dedup))
+        (work / f"{name}.bands.tmp.npy").replace(work / f"{name}.bands.npy")
+    _write_rejects(out_dir, name, rejects)
+    write_json_atomic(work / f"{name}.done", stats.to_json())
+
+
+def dedup_stage(out_dir: Path, recipe_path: str | None) -> dict:
+    """Global exact + near dedup over all tasks' hashes and signatures (never the texts)."""
+    recipe = load_recipe(recipe_path)
+    tasks = load_plan(out_dir)
+    work = out_dir / "work"
+    if (work / "dedup.done").exists():
+        return json.loads((work / "dedup.done").read_text(encoding="utf-8"))
+    missing = [t.task_id for t in tasks if not (work / "process" / f"{_task_name(t.task_id)}.done").exists()]
+    if missing:
+        raise UserError(f"dedup needs every task processed; missing: {missing[:10]}")
+    t0 = time.perf_counter()
+    names = [_task_name(t.task_id) for t in tasks]
+    stats: dict = {"documents": 0, "exact_dup": 0, "near_dup": 0}
+    if recipe.exact_dedup or recipe.near_dedup:
+        hash_files = [work / "process" / f"{n}.hash.npy" for n in names]
+        sig_files = [work / "process" / f"{n}.sig.npy" for n in names] if recipe.near_dedup else None
+        band_files = [work / "process" / f"{n}.bands.npy" for n in names] if recipe.near_dedup else None
+        verdicts, dup_of, stats = find_duplicates(hash_files, sig_files, recipe.near_dedup,
+                                                  recipe.exact_dedup, band_files)
+        (work / "dedup").mkdir(parents=True, exist_ok=True)
+        offsets = np.cumsum([0] + [len(v) for v in verdicts])
+        np.save(work / "dedup" / "offsets.tmp.npy", offsets)
+        (work / "dedup" / "offsets.tmp.npy").replace(work / "dedup" / "offsets.npy")
+        for n, v, d in zip(names, verdicts, dup_of):
+            np.save(work / "dedup" / f"{n}.tmp.npy", np.stack([v.astype(np.int64), d]))
+            (work / "dedup" / f"{n}.tmp.npy").replace(work / "dedup" / f"{n}.npy")
+    if recipe.near_dedup:
+        cfg = recipe.near_dedup
+        stats.update(unit=cfg.unit, ngram=cfg.ngram, bands=cfg.bands, rows=cfg.rows,
+                     lsh_threshold=round(cfg.lsh_threshold, 4), verify_threshold=round(cfg.effective_threshold, 4))
+    stats["seconds"] = round(time.perf_counter() - t0, 3)
+    stats["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    write_json_atomic(work / "dedup.done", stats)
+    return stats
+
+
+def _kept_copy(global_index: int, offsets: np.ndarray) -> str:
+    """Where the kept copy of a duplicate is: its task and line in the first-pass output."""
+    task = int(np.searchsorted(offsets, global_index, side="right") - 1)
+    line = int(global_index - offsets[task]) + 1
+    return f"duplicate of the document kept from work/process/{_task_name(task)}.jsonl line {line}"
+
+
+def finalize_task(out_dir: Path, recipe_path: str | None, with_rejects: bool, task_id: int) -> None:
+    """Final pass of one task: drop duplicates, run the steps after dedup, write the shard."""
+    recipe = load_recipe(recipe_path)
+    name, work = _task_name(task_id), out_dir / "work"
+    if (work / "finalize" / f"{name}.done").exists():
+        return
+    stats, rejects = TaskStats(), {}
+    verdict_file = work / "dedup" / f"{name}.npy"
+    verdicts = np.load(verdict_file) if verdict_file.exists() else None
+    offsets = np.load(work / "dedup" / "offsets.npy") if verdicts is not None else None
+    writer = AtomicWriter(out_dir / "data" / f"shard_{name}.jsonl")
+    with open(work / "process" / f"{name}.jsonl", encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            rec = json.loads(line)
+            verdict = int(verdicts[0, i]) if verdicts is not None else 0
+            size = len(rec["text"].encode("utf-8"))
+            if recipe.exact_dedup:
+                stats.step("exact_dedup", size, None if verdict == 1 else size)
+            if recipe.near_dedup and verdict != 1:
+                stats.step("near_dedup", size, None if verdict == 2 else size)
+            if verdict:
+                reason = "exact_dup" if verdict == 1 else "near_dup"
+                stats.reject(rec, reason, size)
+                if with_rejects:
+                    rejects.setdefault(reason, []).append(
+                        {**rec, "reject_reason": reason, "reject_detail": _kept_copy(verdicts[1, i], offsets)})
+                continue
+            rec = _apply_steps(recipe.after, rec, stats, rejects, with_rejects)
+            if rec is None:
+                continue
+            stats.kept(rec, writer.write(rec))
+    writer.commit()
+    _write_rejects(out_dir, name, rejects)
+    write_json_atomic(work / "finalize" / f"{name}.done", stats.to_json())
+
+
+def report_stage(out_dir: Path, recipe_path: str | None) -> dict:
+    recipe = load_recipe(recipe_path)
+    tasks = load_plan(out_dir)
+    work = out_dir / "work"
+    parts = []
+    for t in tasks:
+        for stage in ("process", "finalize"):
+            marker = work / stage / f"{_task_name(t.task_id)}.done"
+            if not marker.exists():
+                raise UserError(f"report needs every task finished; {marker} is missing")
+            parts.append(json.loads(marker.read_text(encoding="utf-8")))
+    dedup = json.loads((work / "dedup.done").read_text(encoding="utf-8"))
+    report = merge_stats(parts, recipe.step_names)
+    report["dedup"] = dedup
+    report["tasks"] = len(tasks)
+    write_report(out_dir, report)
+    return report
+
+
+def run(inputs: list[str], out_dir: str | Path, recipe_path: str | None = None, executor: str = "local",
+        workers: int = 1, stage: str = "all", rejects: bool = False) -> dict | None:
+    """Run one stage (or all) of the pipeline; returns the report when the report stage ran."""
+    out_dir = Path(out_dir)
+    recipe = load_recipe(recipe_path)  # validate before any work starts
+    if stage not in STAGES + ["all"]:
+        raise UserError(f"unknown stage {stage!r}; choose from {STAGES + ['all']}")
+    if executor == "slurm" and stage == "all":
+        raise UserError("--executor slurm runs one stage per job: use launch/clean_corpus.sbatch or --stage")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stages = STAGES if stage == "all" else [stage]
+    report = None
+    with executors.session(executor, workers):
+        for s in stages:
+            if s == "plan":
+                if not inputs:
+                    raise UserError("--input is required for the plan stage")
+                make_plan(inputs, out_dir, recipe)
+            elif s in ("process", "finalize"):
+                fn = process_task if s == "process" else finalize_task
+                ids = [t.task_id for t in load_plan(out_dir)]
+                executors.run_tasks(partial(fn, out_dir, recipe_path, rejects), ids, executor, workers)
+            elif s == "dedup":
+                dedup_stage(out_dir, recipe_path)
+            else:
+                report = report_stage(out_dir, recipe_path)
+    return report

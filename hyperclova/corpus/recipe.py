@@ -1,0 +1,156 @@
+"""Cleaning recipes: a YAML list of steps, in order, with their thresholds.
+
+    task_mb: 32
+    steps:
+      - normalize: {strip_html: true, max_char_repeat: 4}
+      - pii: {salt_env: HYPERCLOVA_PII_SALT}
+      - length: {min_chars: 30}
+      - exact_dedup: {}
+      - near_dedup: {unit: char, ngram: 5, bands: 16, rows: 8}
+
+Per-document steps before the dedup steps run in the parallel first pass; the dedup steps (which
+must be adjacent) run globally; per-document steps after them run in the parallel final pass.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from hyperclova.corpus.clean import NormalizeConfig, normalize
+from hyperclova.corpus.dedup import MinHashConfig
+from hyperclova.corpus.filters import FILTERS, build_filter
+from hyperclova.corpus.pii import PiiConfig, deidentify
+from hyperclova.errors import UserError
+
+DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "configs" / "corpus" / "korean_default.yaml"
+
+
+class Step:
+    """One per-document step: returns (record, None) to keep or (record, (reason, detail)) to drop."""
+
+    name: str
+    action: str = "drop"
+
+    def __call__(self, rec: dict, pii_counts: Counter):
+        raise NotImplementedError
+
+
+class NormalizeStep(Step):
+    def __init__(self, cfg: NormalizeConfig):
+        self.name, self.cfg = "normalize", cfg
+
+    def __call__(self, rec, pii_counts):
+        return {**rec, "text": normalize(rec["text"], self.cfg)}, None
+
+
+class PiiStep(Step):
+    def __init__(self, cfg: PiiConfig):
+        self.name, self.cfg = "pii", cfg
+
+    def __call__(self, rec, pii_counts):
+        return deidentify(rec, self.cfg, pii_counts), None
+
+
+class FilterStep(Step):
+    def __init__(self, name: str, flt):
+        self.name, self.flt, self.action = name, flt, flt.action
+
+    def __call__(self, rec, pii_counts):
+        return rec, self.flt(rec["text"])
+
+
+@dataclass
+class Recipe:
+    before: list[Step] = field(default_factory=list)
+    exact_dedup: bool = False
+    near_dedup: MinHashConfig | None = None
+    after: list[Step] = field(default_factory=list)
+    task_mb: float = 32.0
+    fingerprint: str = ""  # hash of the recipe's content: a resumed run must use the same recipe
+
+    @property
+    def step_names(self) -> list[str]:
+        dedup = (["exact_dedup"] if self.exact_dedup else []) + (["near_dedup"] if self.near_dedup else [])
+        return [s.name for s in self.before] + dedup + [s.name for s in self.after]
+
+
+def _build(name: str, params: dict, where: str) -> Step:
+    def make(cls, drop=()):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(params) - fields - set(drop)
+        if unknown:
+            raise UserError(f"{where}: unknown key(s) {sorted(unknown)} for step '{name}'; "
+                            f"allowed: {sorted(fields | set(drop))}")
+        return cls(**{k: v for k, v in params.items() if k not in drop})
+
+    if name == "normalize":
+        return NormalizeStep(make(NormalizeConfig))
+    if name == "pii":
+        cfg = make(PiiConfig, drop=("salt_env",))
+        env = params.get("salt_env")
+        if env and os.environ.get(env):  # a secret salt from the environment beats the recipe's
+            cfg.salt = os.environ[env]
+        if not cfg.salt:
+            raise UserError(f"{where}: pii needs a salt for user id hashes: set 'salt:' or export "
+                            f"${env or 'a variable named by salt_env'}")
+        return PiiStep(cfg)
+    if name in FILTERS:
+        return FilterStep(name, build_filter(name, params, where))
+    raise UserError(f"{where}: unknown step '{name}'; known: normalize, pii, {', '.join(FILTERS)}, "
+                    "exact_dedup, near_dedup")
+
+
+def load_recipe(path: str | Path | None = None) -> Recipe:
+    path = Path(path) if path else DEFAULT_RECIPE
+    if not path.is_file():
+        raise UserError(f"recipe {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML: {e}")
+    if not isinstance(raw, dict) or not isinstance(raw.get("steps"), list):
+        raise UserError(f"{path}: expected a mapping with a 'steps:' list")
+    unknown = set(raw) - {"steps", "task_mb"}
+    if unknown:
+        raise UserError(f"{path}: unknown top-level key(s) {sorted(unknown)}; allowed: steps, task_mb")
+    recipe = Recipe(task_mb=float(raw.get("task_mb", 32.0)))
+    recipe.fingerprint = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    phase = "before"
+    for i, item in enumerate(raw["steps"]):
+        where = f"{path}: steps[{i}]"
+        if isinstance(item, str):
+            item = {item: {}}
+        if not isinstance(item, dict) or len(item) != 1:
+            raise UserError(f"{where}: each step is one 'name: {{params}}' mapping")
+        (name, params), = item.items()
+        params = params or {}
+        if not isinstance(params, dict):
+            raise UserError(f"{where}: parameters of '{name}' must be a mapping")
+        if name in ("exact_dedup", "near_dedup"):
+            if phase == "after":
+                raise UserError(f"{where}: exact_dedup and near_dedup must be adjacent steps")
+            phase = "dedup"
+            if name == "exact_dedup":
+                if params:
+                    raise UserError(f"{where}: exact_dedup takes no parameters")
+                recipe.exact_dedup = True
+            else:
+                fields = {f.name for f in dataclasses.fields(MinHashConfig)}
+                if set(params) - fields:
+                    raise UserError(f"{where}: unknown key(s) {sorted(set(params) - fields)} for "
+                                    f"near_dedup; allowed: {sorted(fields)}")
+                recipe.near_dedup = MinHashConfig(**params)
+                if recipe.near_dedup.unit not in ("char", "morpheme"):
+                    raise UserError(f"{where}: near_dedup unit must be 'char' or 'morpheme'")
+            continue
+        if phase == "dedup":
+            phase = "after"
+        getattr(recipe, phase).append(_build(name, params, where))
+    return recipe

@@ -1,0 +1,286 @@
+"""Megatron indexed datasets (`.bin` + `.idx`): naming, atomic writing, checking and merging.
+
+Shards are written through megatron-core's `IndexedDatasetBuilder` and read back with its
+`IndexedDataset`; this module adds what a long preprocessing job needs around them: a shard only
+appears under its final name once complete, and a shard handed to training is checked (files,
+header, sizes, dtype, token ids) with an error that names the file.
+
+Next to each shard we write `{prefix}.meta.json` (token count, largest token id, tokenizer vocab),
+so training can check the vocabulary without scanning the `.bin`; shards from elsewhere without
+one are scanned instead.
+"""
+from __future__ import annotations
+
+import array
+import hashlib
+import json
+import os
+import struct
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from hyperclova.errors import UserError
+
+_HEADER = b"MMIDIDX\x00\x00"
+_HEADER_BYTES = 9 + 8 + 1 + 8 + 8  # magic, version, dtype code, sequence count, document count
+_DTYPE_CODES = {8: np.uint16, 4: np.int32}
+UINT16_VOCAB_LIMIT = 65500  # Megatron's rule (DType.optimal_dtype): uint16 below this vocab size
+
+
+def dtype_for_vocab(vocab_size: int) -> type[np.number]:
+    return np.uint16 if vocab_size < UINT16_VOCAB_LIMIT else np.int32
+
+
+def shard_prefix(output_prefix: str | os.PathLike, json_key: str) -> str:
+    """Megatron's output name: `{prefix}_{key}_document`."""
+    return f"{output_prefix}_{json_key}_document"
+
+
+def meta_path(prefix: str | os.PathLike) -> str:
+    return f"{prefix}.meta.json"
+
+
+@dataclass
+class ShardMeta:
+    documents: int
+    tokens: int
+    max_token_id: int  # -1 for an empty shard
+    vocab_size: Optional[int]
+    dtype: str
+    bin_bytes: int  # lets a reader notice a .bin replaced behind the sidecar's back
+    idx_bytes: int
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+class ShardWriter:
+    """Write one shard under temporary names; `commit()` renames it into place, `abort()` removes it.
+
+    Documents arrive in batches (flat token array + per-document lengths), so the caller never makes
+    one Python call per document. The index lists are compact `array`s: 12 bytes per document.
+    """
+
+    def __init__(self, prefix: str, dtype: type[np.number], vocab_size: Optional[int] = None):
+        with warnings.catch_warnings():  # megatron.core warns at import about absent GPU extras
+            warnings.simplefilter("ignore")
+            from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+        self.prefix = prefix
+        self.dtype = np.dtype(dtype)
+        self.vocab_size = vocab_size
+        Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = f"{prefix}.tmp-{os.getpid()}"
+        self._builder = IndexedDatasetBuilder(self._tmp + ".bin", dtype=self.dtype.type)
+        self._builder.sequence_lengths = array.array("i")
+        self._builder.document_indices = array.array("q", [0])
+        self.tokens = 0
+        self.max_token_id = -1
+
+    @property
+    def documents(self) -> int:
+        return len(self._builder.document_indices) - 1
+
+    def add_documents(self, tokens: np.ndarray, lengths: np.ndarray) -> None:
+        """Append documents: `tokens` holds them back to back, `lengths[i]` tokens each."""
+        if len(lengths) == 0:
+            return
+        b = self._builder
+        b.data_file.write(np.ascontiguousarray(tokens, dtype=self.dtype).tobytes())
+        first = len(b.sequence_lengths)
+        b.sequence_lengths.frombytes(np.asarray(lengths, dtype=np.int32).tobytes())
+        b.document_indices.frombytes(np.arange(first + 1, first + 1 + len(lengths), dtype=np.int64).tobytes())
+        self.tokens += int(tokens.size)
+        if tokens.size:
+            self.max_token_id = max(self.max_token_id, int(tokens.max()))
+
+    def add_shard(self, prefix: str) -> None:
+        """Append a whole existing shard (same dtype) with the builder's own concatenation."""
+        info = check_shard(prefix)
+        if info.dtype is not self.dtype.type:
+            raise UserError(f"{prefix}: {np.dtype(info.dtype).name} tokens, expected {self.dtype.name}")
+        self._builder.add_index(prefix)
+        self.tokens += info.tokens
+        self.max_token_id = max(self.max_token_id, info.max_token_id)
+
+    def commit(self) -> ShardMeta:
+        """Finish the index and move the shard into place; the `.idx` (the "complete" mark) last."""
+        self._builder.finalize(self._tmp + ".idx")
+        meta = ShardMeta(
+            documents=self.documents,
+            tokens=self.tokens,
+            max_token_id=self.max_token_id,
+            vocab_size=self.vocab_size,
+            dtype=self.dtype.name,
+            bin_bytes=os.path.getsize(self._tmp + ".bin"),
+            idx_bytes=os.path.getsize(self._tmp + ".idx"),
+        )
+        with open(self._tmp + ".meta.json", "w", encoding="utf-8") as f:
+            json.dump(asdict(meta), f, indent=1)
+        # Drop an older .idx first: at every instant the final names hold either the old complete
+        # pair, a .bin without .idx (visibly incomplete), or the new complete pair.
+        if os.path.exists(self.prefix + ".idx"):
+            os.unlink(self.prefix + ".idx")
+        os.replace(self._tmp + ".bin", self.prefix + ".bin")
+        os.replace(self._tmp + ".meta.json", meta_path(self.prefix))
+        os.replace(self._tmp + ".idx", self.prefix + ".idx")
+        return meta
+
+    def abort(self) -> None:
+        if not self._builder.data_file.closed:
+            self._builder.data_file.close()
+        for suffix in (".bin", ".idx", ".meta.json"):
+            try:
+                os.unlink(self._tmp + suffix)
+            except FileNotFoundError:
+                pass
+
+
+# --- reading and checking ----------------------------------------------------------------------
+
+
+@dataclass
+class ShardInfo:
+    prefix: str
+    dtype: type[np.number]
+    sequences: int
+    documents: int
+    tokens: int
+    max_token_id: int  # -1 for an empty shard
+
+
+def _read_header(prefix: str) -> tuple[type[np.number], int, int]:
+    idx = prefix + ".idx"
+    try:
+        with open(idx, "rb") as f:
+            head = f.read(_HEADER_BYTES)
+    except OSError as e:
+        raise UserError(f"cannot read shard index {idx}: {e.strerror}") from None
+    if len(head) < _HEADER_BYTES or head[:9] != _HEADER:
+        raise UserError(f"{idx}: not a Megatron indexed-dataset index (bad header)")
+    version, code, n_seq, n_doc = struct.unpack("<QBQQ", head[9:])
+    if version != 1:
+        raise UserError(f"{idx}: unsupported index version {version} (expected 1)")
+    if code not in _DTYPE_CODES:
+        raise UserError(f"{idx}: token dtype code {code} is not uint16 (8) or int32 (4)")
+    return _DTYPE_CODES[code], n_seq, n_doc
+
+
+def _max_token_id(prefix: str, dtype: type[np.number], bin_bytes: int, idx_bytes: int) -> int:
+    """From the sidecar when it describes these very files, else by scanning the .bin."""
+    try:
+        with open(meta_path(prefix), encoding="utf-8") as f:
+            meta = json.load(f)
+        if meta.get("bin_bytes") == bin_bytes and meta.get("idx_bytes") == idx_bytes:
+            return int(meta["max_token_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    tokens = np.memmap(prefix + ".bin", dtype=dtype, mode="r") if bin_bytes else np.empty(0, dtype)
+    best = -1
+    step = 1 << 26
+    for start in range(0, tokens.size, step):
+        best = max(best, int(tokens[start : start + step].max()))
+    return best
+
+
+def check_shard(prefix: str, vocab_size: Optional[int] = None) -> ShardInfo:
+    """Check that a shard is whole and fits a tokenizer of `vocab_size`; UserError names the file."""
+    prefix = str(prefix)
+    for path in (prefix + ".idx", prefix + ".bin"):
+        if not os.path.isfile(path):
+            hint = " (an interrupted preprocess_data run leaves no .idx)" if path[-4:] == ".idx" else ""
+            raise UserError(f"shard file {path} does not exist{hint}")
+    dtype, n_seq, n_doc = _read_header(prefix)
+    bin_bytes = os.path.getsize(prefix + ".bin")
+    idx_bytes = os.path.getsize(prefix + ".idx")
+    expected_idx = _HEADER_BYTES + n_seq * (4 + 8) + n_doc * 8
+    if idx_bytes < expected_idx:
+        raise UserError(f"{prefix}.idx is truncated: {idx_bytes} bytes, header promises {expected_idx}")
+    lengths = sequence_lengths(prefix, n_seq)
+    tokens = int(lengths.sum(dtype=np.int64))
+    itemsize = np.dtype(dtype).itemsize
+    if bin_bytes != tokens * itemsize:
+        raise UserError(
+            f"{prefix}.bin has {bin_bytes} bytes but its .idx describes {tokens} {np.dtype(dtype).name}"
+            f" tokens ({tokens * itemsize} bytes): the pair does not belong together or is truncated"
+        )
+    if tokens == 0:
+        raise UserError(f"{prefix}.bin holds no tokens (megatron-core cannot read an empty shard)")
+    max_id = _max_token_id(prefix, dtype, bin_bytes, idx_bytes)
+    info = ShardInfo(prefix, dtype, n_seq, n_doc - 1, tokens, max_id)
+    if vocab_size is not None:
+        want = dtype_for_vocab(vocab_size)
+        if dtype is not want:
+            raise UserError(
+                f"{prefix}.bin stores {np.dtype(dtype).name} tokens but the tokenizer's vocabulary of "
+                f"{vocab_size} needs {np.dtype(want).name}: this shard was made with another tokenizer"
+                f"; re-run tools/preprocess_data.py with this one"
+            )
+        if max_id >= vocab_size:
+            raise UserError(
+                f"{prefix}.bin contains token id {max_id}, outside the tokenizer's vocabulary of "
+                f"{vocab_size}: this shard was made with another (larger) tokenizer"
+            )
+    return info
+
+
+def sequence_lengths(prefix: str, count: int) -> np.ndarray:
+    """The int32 length of each of the `count` sequences, memory-mapped from the .idx."""
+    if count == 0:
+        return np.zeros(0, np.int32)
+    return np.memmap(prefix + ".idx", dtype=np.int32, mode="r", offset=_HEADER_BYTES, shape=(count,))
+
+
+def fingerprint(prefixes: Sequence[str]) -> str:
+    """A content key for a set of shards (sizes plus the index head and tail), the same on every
+    node and every fresh run, and different once a shard is rewritten."""
+    h = hashlib.sha1()
+    for prefix in prefixes:
+        h.update(str(prefix).encode())
+        for suffix in (".bin", ".idx"):
+            h.update(str(os.path.getsize(prefix + suffix)).encode())
+        with open(prefix + ".idx", "rb") as f:
+            h.update(f.read(1 << 20))
+            f.seek(max(0, os.path.getsize(prefix + ".idx") - (1 << 20)))
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+# --- merging -----------------------------------------------------------------------------------
+
+
+def merge_shards(inputs: Sequence[str], output_prefix: str) -> ShardMeta:
+    """Concatenate shards (all of one dtype) into `output_prefix`.bin/.idx, atomically."""
+    if not inputs:
+        raise UserError("no input shards to merge")
+    infos = [check_shard(p) for p in inputs]
+    dtypes = {np.dtype(i.dtype).name for i in infos}
+    if len(dtypes) > 1:
+        listing = ", ".join(f"{i.prefix} ({np.dtype(i.dtype).name})" for i in infos)
+        raise UserError(f"cannot merge shards of different token dtypes: {listing}")
+    if str(output_prefix) in {str(p) for p in inputs}:
+        raise UserError(f"output prefix {output_prefix} is also an input")
+    vocab = _common_vocab(inputs)
+    writer = ShardWriter(str(output_prefix), infos[0].dtype, vocab_size=vocab)
+    try:
+        for prefix in inputs:
+            writer.add_shard(str(prefix))
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _common_vocab(prefixes: Sequence[str]) -> Optional[int]:
+    vocabs = set()
+    for prefix in prefixes:
+        try:
+            with open(meta_path(prefix), encoding="utf-8") as f:
+                vocabs.add(json.load(f).get("vocab_size"))
+        except (OSError, ValueError):
+            vocabs.add(None)
+    return vocabs.pop() if len(vocabs) == 1 else None

@@ -1,0 +1,40 @@
+"""Data parallelism on FSDP2: `dp_shard > 1` shards parameters, gradients and optimizer state
+(ZeRO-3) with `fully_shard`, hybrid (HSDP) when `dp_replicate > 1` too; `dp_shard == 1` is DDP
+through `replicate`, FSDP2's replicated twin. Both are applied per block, so each block's gradient
+reduction overlaps the backward of the blocks before it, then to the root for the rest."""
+from __future__ import annotations
+
+import torch
+from torch.distributed._composable.replicate_with_fsdp import replicate
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+from hyperclova.model.gpt import GPT
+from hyperclova.parallel.mesh import ParallelDims
+
+
+def mixed_precision(param_dtype: torch.dtype | None) -> MixedPrecisionPolicy:
+    """bf16 compute with fp32 master weights and fp32 gradient reduction (GPU); fp32 on CPU."""
+    if param_dtype is None:
+        return MixedPrecisionPolicy()
+    return MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+
+
+def apply_dp(model: GPT, mesh: DeviceMesh, dims: ParallelDims,
+             param_dtype: torch.dtype | None = None, reshard_after_forward: bool = True) -> None:
+    """Wrap `model` (a whole model or a pipeline stage) in place over the data-parallel dims.
+    Under pipelining keep parameters gathered between the micro-batches' forward and backward
+    (reshard_after_forward=False) instead of re-gathering them for every micro-batch."""
+    mp = mixed_precision(param_dtype)
+    if dims.dp_shard > 1:
+        names = ("dp_replicate", "dp_shard") if dims.dp_replicate > 1 else ("dp_shard",)
+        wrap = lambda m, **kw: fully_shard(m, mesh=mesh[names], mp_policy=mp, **kw)  # noqa: E731
+    else:
+        wrap = lambda m, **kw: replicate(m, mesh=mesh["dp_replicate"], mp_policy=mp)  # noqa: E731
+    blocks = list(model.layers.values())
+    for i, block in enumerate(blocks):
+        # The last block's parameters are needed again at once by backward: keep them gathered.
+        reshard = reshard_after_forward and i < len(blocks) - 1
+        kw = {"reshard_after_forward": reshard} if dims.dp_shard > 1 else {}
+        wrap(block, **kw)
+    wrap(model, **({"reshard_after_forward": False} if dims.dp_shard > 1 else {}))

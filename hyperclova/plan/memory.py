@@ -1,0 +1,170 @@
+"""Per-GPU memory of a layout: parameters, gradients, optimizer state and activations.
+
+Parameter counts come from the model itself (built on the meta device), split by the rules in
+`layout.py`. Activations follow Korthikanti et al. 2022, "Reducing Activation Recomputation in
+Large Transformer Models", Section 4 (bytes per layer, 16-bit activations, s=seq, b=micro-batch,
+h=d_model, a=heads, t=tp):
+    no parallelism           s b h (34 + 5 a s / h)
+    tensor parallel          s b h (10 + 24/t + 5 a s / (h t))
+    tensor + sequence par.   s b h / t (34 + 5 a s / h)
+    selective recompute      drops the 5 a s / h attention-score term
+    full recompute           2 s b h (input of each layer; / t with sequence parallel)
+SDPA's flash kernels never store the a s^2 scores either, so `flash=True` drops that term too.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+
+import torch
+
+from hyperclova.config import ModelConfig
+from hyperclova.model.presets import count_params
+from hyperclova.plan.hardware import DEFAULT_MEMORY, MemoryModel
+from hyperclova.plan.layout import TP_PLAN, Layout, chunk_layers, has_embedding, has_head
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """Exact parameter counts of the pieces a rank can hold, read off the meta-device model."""
+
+    cfg: ModelConfig
+    total: int  # count_params: the whole model, tied head counted once
+    layer_split: int  # per block: parameters divided by TP (column weights+biases, row weights)
+    layer_replicated: int  # per block: LayerNorms and row-parallel biases, on every TP rank
+    tok_emb: int  # vocab-parallel token embedding (also the tied head)
+    pos_emb: int
+    final_norm: int
+
+    def layer_params(self, tp: int) -> int:
+        return self.layer_split // tp + self.layer_replicated
+
+
+def _stats(cfg: ModelConfig) -> ModelStats:
+    return _stats_cached(tuple(sorted(asdict(cfg).items())))
+
+
+@lru_cache(maxsize=64)  # keyed by the config's fields: ModelConfig itself is not hashable
+def _stats_cached(key: tuple) -> ModelStats:
+    from hyperclova.model.gpt import GPT
+
+    cfg = ModelConfig(**dict(key))
+
+    with torch.device("meta"):
+        one = GPT(_with_layers(cfg, 1))
+    split = replicated = 0
+    for name, p in one.layers["0"].named_parameters():
+        module, kind = name.rsplit(".", 1)
+        plan = TP_PLAN.get(module)
+        if plan == "colwise" or (plan == "rowwise" and kind == "weight"):
+            split += p.numel()
+        else:
+            replicated += p.numel()
+    return ModelStats(cfg=cfg, total=count_params(cfg), layer_split=split, layer_replicated=replicated,
+                      tok_emb=one.tok_emb.weight.numel(), pos_emb=one.pos_emb.weight.numel(),
+                      final_norm=sum(p.numel() for p in one.ln_f.parameters()))
+
+
+def _with_layers(cfg: ModelConfig, n: int) -> ModelConfig:
+    return replace(cfg, n_layers=n)
+
+
+def model_stats(cfg: ModelConfig) -> ModelStats:
+    stats = _stats(cfg)
+    # the pieces must add up to the model's own count: guards TP_PLAN against model changes
+    pieces = stats.layer_split + stats.layer_replicated
+    assert stats.total == cfg.n_layers * pieces + stats.tok_emb + stats.pos_emb + stats.final_norm
+    return stats
+
+
+def rank_params(stats: ModelStats, lay: Layout, pp_rank: int) -> int:
+    """Parameters held by one rank of pipeline stage `pp_rank` (before ZeRO/FSDP sharding)."""
+    n_layers = sum(len(c) for c in chunk_layers(stats.cfg.n_layers, lay.pp, lay.vpp, pp_rank))
+    n = n_layers * stats.layer_params(lay.tp)
+    if has_embedding(lay, pp_rank):
+        n += stats.tok_emb // lay.tp + stats.pos_emb
+    if has_head(lay, pp_rank):
+        n += stats.final_norm
+        if not has_embedding(lay, pp_rank):
+            n += stats.tok_emb // lay.tp  # the head's own copy of the tied embedding
+    return n
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    params: float
+    grads: float
+    optimizer: float
+    compute_copy: float  # bf16 weights gathered for compute
+    grad_accum: float  # unsharded gradients kept between micro-batches under FSDP
+    activations: float
+    reserve: float
+
+    @property
+    def total(self) -> float:
+        return (self.params + self.grads + self.optimizer + self.compute_copy + self.grad_accum
+                + self.activations + self.reserve)
+
+
+def layer_activation_bytes(cfg: ModelConfig, lay: Layout, flash: bool = True,
+                           recompute: str | None = None) -> float:
+    """Activation bytes one layer keeps for one micro-batch until its backward (Korthikanti)."""
+    s, b, h, a, t = cfg.seq_len, lay.micro_batch_size, cfg.d_model, cfg.n_heads, lay.tp
+    recompute = recompute or lay.recompute
+    sbh = s * b * h
+    if recompute == "full":
+        return 2 * sbh / (t if lay.sequence_parallel else 1)
+    scores = 0.0 if (flash or recompute == "selective") else 5 * a * s / h
+    if lay.sequence_parallel:
+        return sbh / t * (34 + scores)
+    return sbh * (10 + 24 / t + scores / t)
+
+
+def inflight_layers(cfg: ModelConfig, lay: Layout, pp_rank: int, n_micro: int) -> float:
+    """Layer-microbatches whose activations stage `pp_rank` holds at its peak (1F1B warm-up)."""
+    p, v = lay.pp, lay.vpp
+    per_chunk = cfg.n_layers / (p * v)
+    if v == 1:
+        chunks = min(p - pp_rank, n_micro)
+    else:  # Megatron's interleaved warm-up: 2 (p - r - 1) + (v - 1) p chunks, plus the current one
+        chunks = min(2 * (p - pp_rank - 1) + (v - 1) * p + 1, n_micro * v)
+    return chunks * per_chunk
+
+
+def activation_bytes(cfg: ModelConfig, lay: Layout, pp_rank: int, n_micro: int,
+                     flash: bool = True) -> float:
+    layers = inflight_layers(cfg, lay, pp_rank, n_micro)
+    total = layers * layer_activation_bytes(cfg, lay, flash)
+    if lay.recompute == "full":  # one layer's working set while it is recomputed
+        total += layer_activation_bytes(cfg, lay, flash, recompute="none")
+    s, b, h, t = cfg.seq_len, lay.micro_batch_size, cfg.d_model, lay.tp
+    if has_head(lay, pp_rank):  # final norm input and fp32 logits for the loss (Korthikanti eq. 5)
+        total += 4 * s * b * h / t * (1 + cfg.vocab_size / h)
+    return total
+
+
+def memory_breakdown(stats: ModelStats, lay: Layout, pp_rank: int, n_micro: int,
+                     mem: MemoryModel = DEFAULT_MEMORY, flash: bool = True) -> MemoryBreakdown:
+    n = rank_params(stats, lay, pp_rank)
+    shard = lay.dp_shard
+    accum = 0.0
+    if shard > 1:
+        # hyperclova.parallel keeps a pipeline stage's weights gathered for the whole step
+        # (reshard_after_forward=False); without PP, FSDP2 gathers a block at a time + prefetch
+        copy = (n if lay.pp > 1 else 2 * stats.layer_params(lay.tp)) * mem.compute_copy_bytes
+        if n_micro > 1:  # gradients reduce once per step: earlier micro-batches accumulate them
+            accum = n * mem.grad_bytes  # unsharded (FSDP2 no-sync), in the fp32 reduce dtype
+    else:
+        copy = n * mem.compute_copy_bytes
+    return MemoryBreakdown(
+        params=n * mem.param_bytes / shard, grads=n * mem.grad_bytes / shard,
+        optimizer=n * mem.optim_bytes / shard, compute_copy=copy, grad_accum=accum,
+        activations=activation_bytes(stats.cfg, lay, pp_rank, n_micro, flash), reserve=mem.reserve)
+
+
+def peak_memory(stats: ModelStats, lay: Layout, n_micro: int, mem: MemoryModel = DEFAULT_MEMORY,
+                flash: bool = True) -> tuple[int, MemoryBreakdown]:
+    """The fullest pipeline stage and its breakdown (first stage: most in flight; last: logits)."""
+    stages = {0, lay.pp - 1}
+    rows = [(r, memory_breakdown(stats, lay, r, n_micro, mem, flash)) for r in sorted(stages)]
+    return max(rows, key=lambda rb: rb[1].total)

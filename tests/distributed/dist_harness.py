@@ -1,0 +1,107 @@
+"""Shared pieces of the multi-process tests: launching torchrun, the tiny model, the batches and
+the training procedure that every layout (and the single-process reference) runs identically."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch.distributed.tensor import DTensor
+
+REPO = Path(__file__).resolve().parents[2]
+VOCAB, SEQ, GLOBAL_BATCH, STEPS, LR, CLIP = 256, 32, 8, 6, 0.5, 1.0
+BASE = [f"model.vocab_size={VOCAB}", f"model.seq_len={SEQ}", "model.n_layers=4",
+        "model.d_model=64", "model.n_heads=4", "model.dropout=0.0", "train.device=cpu",
+        f"train.global_batch_size={GLOBAL_BATCH}", "train.micro_batch_size=2", "train.seed=7",
+        "train.dist_timeout_s=60"]
+
+
+def launch(nproc: int, script: str, *args: str, timeout: float = 300,
+           env: dict | None = None) -> subprocess.CompletedProcess:
+    """torchrun `script` on `nproc` local CPU processes (gloo); returns the finished process."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={nproc}", "--monitor-interval=0.2", script, *args]
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def write_shard(prefix, n_docs=300, vocab=VOCAB, seed=0) -> str:
+    """A small Megatron shard of learnable documents (arithmetic token sequences)."""
+    import numpy as np
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+    rng = np.random.default_rng(seed)
+    builder = IndexedDatasetBuilder(f"{prefix}.bin", dtype=np.uint16)
+    for _ in range(n_docs):
+        start, stride, length = rng.integers(1, vocab), rng.integers(1, 4), rng.integers(20, 80)
+        doc = (start + stride * np.arange(length)) % (vocab - 1) + 1
+        builder.add_document(torch.from_numpy(doc.astype(np.int64)), [length])
+    builder.finalize(f"{prefix}.idx")
+    return str(prefix)
+
+
+def trainer_overrides(shard: str, run_dir, *extra: str) -> list[str]:
+    """A tiny full training run through `python -m hyperclova.train`."""
+    return [*BASE, f"data.blend=[{shard}]", f"data.cache_dir={run_dir}/cache",
+            "train.steps=8", "train.lr=3e-3", "train.eval_interval=0", "schedule.warmup_steps=2",
+            "checkpoint.interval=4", f"logging.run_dir={run_dir}", f"checkpoint.dir={run_dir}/ckpt",
+            "logging.progress_bar=false", "logging.tensorboard=false", "logging.log_interval=1",
+            *extra]
+
+
+def train_losses(run_dir) -> dict[int, float]:
+    import json
+
+    rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if r["kind"] == "train"}
+
+
+def batches(n: int = STEPS) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1234)
+    out = []
+    for _ in range(n):
+        seq = torch.randint(0, VOCAB, (GLOBAL_BATCH, SEQ + 1), generator=g)
+        out.append((seq[:, :-1], seq[:, 1:]))
+    return out
+
+
+def plain_name(fqn: str) -> str:
+    """Parameter name in the plain model (wrappers such as activation checkpointing removed)."""
+    return fqn.replace("_checkpoint_wrapped_module.", "")
+
+
+def full_grads(model_parts) -> dict[str, torch.Tensor]:
+    """Every gradient of this rank's parts as a full tensor (a collective for DTensors: all ranks
+    of a stage hold the same parameters, so they call it in the same order)."""
+    out = {}
+    for m in model_parts:
+        for name, p in m.named_parameters():
+            g = p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad
+            out[plain_name(name)] = g.detach().clone()
+    return out
+
+
+def train_steps(engine, n_micro: int) -> dict:
+    """The procedure each layout runs: forward/backward over the global batch, gradient
+    clipping, SGD (AdamW would amplify 1e-9 differences); then one evaluation."""
+    dp_rank, dp_size = engine.layout.dp_rank, engine.layout.dp_size
+    opts = [torch.optim.SGD(m.parameters(), lr=LR) for m in engine.model_parts]
+    record = {"losses": [], "norms": []}
+    data = batches()
+    per_rank = GLOBAL_BATCH // dp_size
+    for step, (tokens, labels) in enumerate(data):
+        mine = slice(dp_rank * per_rank, (dp_rank + 1) * per_rank)
+        loss = engine.forward_backward(tokens[mine], labels[mine], n_micro)
+        if step == 0:
+            record["grads"] = full_grads(engine.model_parts)
+        record["norms"].append(engine.clip_grad_norm(CLIP).item())
+        record["losses"].append(loss.item())
+        for opt in opts:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    tokens, labels = data[0]
+    record["eval"] = engine.eval_loss(tokens[:2], labels[:2]).item()
+    return record
