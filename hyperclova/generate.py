@@ -9,6 +9,7 @@ the cache gives the same tokens as recomputing the whole sequence at every step.
 from __future__ import annotations
 
 import argparse
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +119,9 @@ def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[GPT, "Confi
     path = resolve_load_path(str(checkpoint))
     cfg = load_config(path / "config.yaml")
     model = build_model(cfg.model, device=device)
-    dcp.load({"model": ModelState([model])}, checkpoint_id=str(path))
+    with warnings.catch_warnings():  # a single process is the intent here, not a mistake
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load({"model": ModelState([model])}, checkpoint_id=str(path))
     model.tie_weights()
     return model.eval(), cfg
 

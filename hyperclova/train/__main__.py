@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 
 from torch.distributed.elastic.multiprocessing.errors import record
 
@@ -20,6 +21,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ranks", help="with --dry-run: comma-separated global ranks "
                                         "(default: one per pipeline stage)")
     args = parser.parse_args(argv)
+    # megatron-core (datasets only) announces on import that apex/TE are absent; we use neither.
+    warnings.filterwarnings("ignore", message="Transformer Engine and Apex are not installed")
     cfg = load_config(args.config, args.overrides)
     if args.dry_run:
         from hyperclova.plan.dryrun import dry_run, format_report, parse_ranks

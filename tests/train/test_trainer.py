@@ -92,3 +92,15 @@ def test_checkpoint_load_initialises_weights_only(make_cfg, tmp_path):
                               "train.steps=2", run="b")))
     c = losses(train(make_cfg("train.seed=7", "train.steps=2", run="c")))
     assert a == b and a != c
+
+
+def test_tokenizer_larger_than_model_vocab_is_refused(make_cfg, tmp_path):
+    from hyperclova.errors import UserError
+    from hyperclova.tokenizer import train_tokenizer
+
+    text = tmp_path / "t.txt"
+    text.write_text("".join(f"문장 {i} 번째 줄입니다 토큰 {i * 7}\n" for i in range(400)), encoding="utf-8")
+    tok = tmp_path / "tok"
+    train_tokenizer([str(text)], str(tok), type="bbpe", vocab_size=400, show_progress=False)
+    with pytest.raises(UserError, match="model.vocab_size=256"):
+        train(make_cfg(f"data.tokenizer={tok}"))

@@ -1,0 +1,44 @@
+"""Run every benchmark with the arguments recorded in docs/benchmarks.md, one after another.
+
+    make bench            # or: python bench/run_all.py [name ...]
+
+Each prints a Markdown table; copy the figures (and the command) into docs/benchmarks.md.
+Run on a quiet machine: every ratio is measured side by side within one process.
+"""
+import os
+import subprocess
+import sys
+import time
+
+BENCHES = {
+    "model": ["bench/bench_model.py", "--threads", "2", "--rounds", "5"],
+    "serializer": ["bench/bench_serializer.py"],
+    "tokenizer": ["bench/bench_tokenizer.py"],
+    "corpus": ["bench/bench_corpus.py"],
+    "parallel": ["bench/bench_parallel.py"],
+    "convert": ["bench/bench_convert.py"],
+}
+
+
+def main() -> int:
+    names = sys.argv[1:] or list(BENCHES)
+    unknown = set(names) - set(BENCHES)
+    if unknown:
+        print(f"unknown benchmark(s) {sorted(unknown)}; choose from {list(BENCHES)}", file=sys.stderr)
+        return 2
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    failed = []
+    for name in names:
+        cmd = [sys.executable, *BENCHES[name]]
+        print(f"\n## {name}\n$ {' '.join(cmd)}", flush=True)
+        t0 = time.perf_counter()
+        if subprocess.run(cmd, env=env).returncode:
+            failed.append(name)
+        print(f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    if failed:
+        print(f"failed: {failed}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
