@@ -33,12 +33,11 @@ REPO = Path(__file__).resolve().parent.parent
 _TOK = None
 
 
-def _baseline_init(tokenizer_dir: str) -> None:
+def _baseline_init(tokenizer_dir: str, engine: str) -> None:
     global _TOK
     from hyperclova.tokenizer import load_tokenizer
 
-    # Megatron encodes with the HF tokenizers library (its HuggingFace tokenizer wrapper).
-    _TOK = load_tokenizer(tokenizer_dir, engine="hf")
+    _TOK = load_tokenizer(tokenizer_dir, engine=engine)
 
 
 def _baseline_encode(line: str):
@@ -48,10 +47,11 @@ def _baseline_encode(line: str):
     return ids, len(line.encode("utf-8"))
 
 
-def run_baseline(corpus: str, prefix: str, tokenizer_dir: str, workers: int) -> dict:
+def run_baseline(corpus: str, prefix: str, tokenizer_dir: str, workers: int, engine: str = "hf") -> dict:
+    """Megatron encodes with the HF tokenizers library (its HuggingFace tokenizer wrapper);
+    engine="auto" gives the same pipeline our fast engine, to separate engine and pipeline gains."""
     import multiprocessing as mp
 
-    import numpy as np
     from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
 
     from hyperclova.tokenizer import load_tokenizer
@@ -60,14 +60,13 @@ def run_baseline(corpus: str, prefix: str, tokenizer_dir: str, workers: int) -> 
     start = time.perf_counter()
     docs = nbytes = 0
     with open(corpus, encoding="utf-8") as fin, mp.get_context("fork").Pool(
-            workers, initializer=_baseline_init, initargs=(tokenizer_dir,)) as pool:
+            workers, initializer=_baseline_init, initargs=(tokenizer_dir, engine)) as pool:
         builder = IndexedDatasetBuilder(prefix + ".bin", dtype=DType.optimal_dtype(vocab))
         for ids, n in pool.imap(_baseline_encode, fin, 32):
             builder.add_document(ids, [len(ids)])
             docs += 1
             nbytes += n
         builder.finalize(prefix + ".idx")
-    del np
     return {"seconds": time.perf_counter() - start, "docs": docs, "bytes": nbytes}
 
 
@@ -85,9 +84,12 @@ def child_main(args) -> None:
     warnings.simplefilter("ignore")
     import megatron.core.datasets.indexed_dataset  # noqa: F401  (one-off import, not timed)
 
-    fn = run_baseline if args.impl == "baseline" else run_ours
     before = os.times()
-    result = fn(args.corpus, args.prefix, args.tokenizer, args.workers)
+    if args.impl == "ours":
+        result = run_ours(args.corpus, args.prefix, args.tokenizer, args.workers)
+    else:
+        engine = "auto" if args.impl == "baseline_fast" else "hf"
+        result = run_baseline(args.corpus, args.prefix, args.tokenizer, args.workers, engine)
     after = os.times()
     # CPU seconds of this process and its (joined) workers: contention on a shared machine
     # stretches wall time far more than it changes the work done.
@@ -176,22 +178,30 @@ def driver(args) -> None:
     vocab = load_tokenizer(str(tok)).vocab_size
     print(f"corpus {corpus} ({corpus.stat().st_size / 1e6:.1f} MB), tokenizer {tok} (vocab {vocab}), "
           f"workers {args.workers}, cores {os.cpu_count()}")
-    rows = {"baseline": [], "ours": []}
+    impls = args.impls.split(",")
+    rows: dict[str, list] = {impl: [] for impl in impls}
     for r in range(args.rounds):
-        for impl in ("baseline", "ours"):
+        for impl in impls:
             res = measure(impl, corpus, out / f"{impl}_r{r}", tok, args.workers)
             rows[impl].append(res)
-            print(f"round {r} {impl:8s} {res['seconds']:6.2f} s  {res['docs_s']:9,.0f} docs/s  "
+            print(f"round {r} {impl:13s} {res['seconds']:6.2f} s  {res['docs_s']:9,.0f} docs/s  "
                   f"{res['mb_s']:5.2f} MB/s  {res['mb_per_cpu_s']:5.2f} MB/cpu-s  peak PSS {res['peak_pss_mb']:6.0f} MB",
                   flush=True)
         ours_prefix = out / f"ours_r{r}_text_document"
-        assert same_files(out / f"baseline_r{r}", ours_prefix), "outputs differ"
+        for impl in impls:
+            if impl != "ours":
+                assert same_files(out / f"{impl}_r{r}", ours_prefix), f"{impl} and ours outputs differ"
     big = measure("ours", corpus4, out / "ours_4x", tok, args.workers)
     print(f"4x input ours {big['seconds']:6.2f} s  {big['docs_s']:9,.0f} docs/s  {big['mb_s']:5.2f} MB/s  "
           f"{big['mb_per_cpu_s']:5.2f} MB/cpu-s  peak PSS {big['peak_pss_mb']:6.0f} MB")
     med = {k: statistics.median(x["mb_s"] for x in v) for k, v in rows.items()}
     ratios = [o["mb_s"] / b["mb_s"] for b, o in zip(rows["baseline"], rows["ours"])]
-    print(f"\nbaseline and ours outputs byte-identical in every round")
+    print(f"\n{' and '.join(impls)} outputs byte-identical in every round")
+    if "baseline_fast" in rows:
+        fast = [o["mb_per_cpu_s"] / b["mb_per_cpu_s"] for b, o in zip(rows["baseline_fast"], rows["ours"])]
+        print(f"MB per CPU-second, ours / baseline with our fast engine: {', '.join(f'{x:.2f}x' for x in fast)}; "
+              f"median {statistics.median(fast):.2f}x; wall MB/s median baseline_fast "
+              f"{statistics.median(x['mb_s'] for x in rows['baseline_fast']):.2f}")
     print(f"median MB/s: baseline {med['baseline']:.2f}, ours {med['ours']:.2f}; "
           f"speedup per round {', '.join(f'{x:.2f}x' for x in ratios)}; median {statistics.median(ratios):.2f}x")
     cpu = [o["mb_per_cpu_s"] / b["mb_per_cpu_s"] for b, o in zip(rows["baseline"], rows["ours"])]
@@ -214,6 +224,8 @@ def main() -> None:
     p.add_argument("--mb", type=float, default=40, help="corpus size for the 1x runs")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--impls", default="baseline,ours",
+                   help="add baseline_fast: the Megatron pattern with our fast engine (engine vs pipeline)")
     p.add_argument("--vocab", type=int, default=32000, help="vocabulary of the tokenizer trained for the run")
     p.add_argument("--type", default="bbpe", help="tokenizer type to train: bbpe, morpheme-bbpe, ...")
     p.add_argument("--tokenizer", help="use this tokenizer directory instead of training one")

@@ -12,7 +12,8 @@ import time
 
 BENCHES = {
     "model": ["bench/bench_model.py", "--threads", "2", "--rounds", "5"],
-    "serializer": ["bench/bench_serializer.py"],
+    "serializer": ["bench/bench_serializer.py", "--type", "bbpe", "--mb", "40", "--workers", "2",
+                   "--rounds", "3"],
     "tokenizer": ["bench/bench_tokenizer.py"],
     "corpus": ["bench/bench_corpus.py"],
     "parallel": ["bench/bench_parallel.py"],

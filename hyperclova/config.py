@@ -47,8 +47,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    # Corpus mixer: [weight, prefix, weight, prefix, ...] or just [prefix]; a prefix is the shard
-    # path without .bin/.idx (e.g. data/news_text_document).
+    # Corpus mixer: [w1, prefix1, w2, prefix2, ...], [prefix], or [prefix, prefix, ...] (mixed by
+    # token count); a prefix is the shard path without .bin/.idx (e.g. data/news_text_document).
     blend: list = field(default_factory=list)
     split: str = "98,2,0"  # train,valid,test proportions (Megatron style)
     tokenizer: Optional[str] = None  # tokenizer directory; checks shard dtype and vocab

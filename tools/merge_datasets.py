@@ -1,4 +1,4 @@
-"""Concatenate Megatron `.bin/.idx` shards (of one token dtype) into one.
+r"""Concatenate Megatron `.bin/.idx` shards (of one token dtype) into one.
 
     python tools/merge_datasets.py --input data/part0_text_document data/part1_text_document \
         --output-prefix data/all_text_document

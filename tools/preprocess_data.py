@@ -1,4 +1,4 @@
-"""Serialize JSONL or plain text (one document per line) into Megatron `.bin/.idx` shards.
+r"""Serialize JSONL or plain text (one document per line) into Megatron `.bin/.idx` shards.
 
     python tools/preprocess_data.py --input data/clean.jsonl --output-prefix data/corpus \
         --tokenizer tok/ --workers 8 --append-eod
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from hyperclova.data.serialize import DEFAULT_BLOCK_BYTES, preprocess
 from hyperclova.errors import cli_main
@@ -33,11 +34,15 @@ def main(argv: list[str] | None = None) -> None:
                    help="MiB of input per work unit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    stats = preprocess(
-        args.input, args.output_prefix, args.tokenizer, json_keys=args.json_keys, workers=args.workers,
-        append_eod=args.append_eod, strict=args.strict, input_format=args.input_format,
-        block_bytes=max(1, int(args.block_mb * 2**20)), progress=not args.no_progress,
-    )
+    try:
+        stats = preprocess(
+            args.input, args.output_prefix, args.tokenizer, json_keys=args.json_keys, workers=args.workers,
+            append_eod=args.append_eod, strict=args.strict, input_format=args.input_format,
+            block_bytes=max(1, int(args.block_mb * 2**20)), progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:
+        print("\ninterrupted: temporary files removed, no shard written", file=sys.stderr)
+        sys.exit(130)
     print(stats.summary())
 
 

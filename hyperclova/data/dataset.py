@@ -115,7 +115,7 @@ def _token_ids(tokenizer_dir: Optional[str]) -> TokenIds:
     from hyperclova.tokenizer import load_tokenizer
 
     tok = load_tokenizer(tokenizer_dir)
-    eod = tok.eod_id if tok.eod_id is not None else -1
+    eod = tok.eod_id if tok.eod_id is not None else -2  # never a real id, distinct from pad
     pad = tok.pad_id if tok.pad_id is not None else -1  # -1: megatron's "no pad" id
     return TokenIds(vocab_size=int(tok.vocab_size), eod=int(eod), pad=int(pad))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import array
 import hashlib
 import json
+import logging
 import os
 import struct
 import warnings
@@ -24,6 +25,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from hyperclova.errors import UserError
+
+log = logging.getLogger(__name__)
 
 _HEADER = b"MMIDIDX\x00\x00"
 _HEADER_BYTES = 9 + 8 + 1 + 8 + 8  # magic, version, dtype code, sequence count, document count
@@ -179,6 +182,7 @@ def _max_token_id(prefix: str, dtype: type[np.number], bin_bytes: int, idx_bytes
             return int(meta["max_token_id"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
+    log.info("%s.bin has no matching .meta.json: scanning it for its largest token id", prefix)
     tokens = np.memmap(prefix + ".bin", dtype=dtype, mode="r") if bin_bytes else np.empty(0, dtype)
     best = -1
     step = 1 << 26

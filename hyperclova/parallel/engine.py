@@ -107,11 +107,12 @@ class ParallelEngine:
     def _loss(logits, labels):
         return cross_entropy(logits, labels)
 
-    def _context(self):
+    def _context(self, loss: bool = True, autocast: bool = True):
+        """loss_parallel (vocab-sharded cross-entropy, forward and backward) and/or autocast."""
         stack = contextlib.ExitStack()
-        if self.dims.tp > 1:
+        if loss and self.dims.tp > 1:
             stack.enter_context(loss_parallel())
-        if self.autocast_dtype is not None:
+        if autocast and self.autocast_dtype is not None:
             stack.enter_context(torch.autocast(self.device.type, dtype=self.autocast_dtype))
         return stack
 
@@ -147,8 +148,9 @@ class ParallelEngine:
         for i, (tok, lab) in enumerate(zip(tokens.chunk(n_micro), labels.chunk(n_micro))):
             if hasattr(model, "set_requires_gradient_sync"):  # reduce gradients once, at the end
                 model.set_requires_gradient_sync(i == n_micro - 1)
-            with self._context():
-                loss = cross_entropy(model(tok), lab) / n_micro
+            with self._context(autocast=False):  # backward outside autocast
+                with self._context(loss=False):
+                    loss = cross_entropy(model(tok), lab) / n_micro
                 loss.backward()
             total = total + (loss.full_tensor() if isinstance(loss, DTensor) else loss).detach()
         return total

@@ -199,3 +199,21 @@ def test_blocks_cut_at_line_ends(tmp_path):
     got = [(b.file_index, b.first_line + i, line) for b in blocks for i, line in enumerate(split_lines(b.data))]
     assert got == [(0, i + 1, line) for i, line in enumerate(lines)] + [(1, 1, b"one"), (1, 2, b"two")]
     assert all(b.data.endswith(b"\n") for b in blocks[:-2])
+
+
+def test_interrupt_leaves_no_shard(corpus_and_tokenizer, tmp_path, monkeypatch):
+    from hyperclova.data import serialize
+
+    corpus, tok_dir = corpus_and_tokenizer
+    consume, calls = serialize._consume, []
+
+    def ctrl_c_on_third_block(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return consume(*args)
+
+    monkeypatch.setattr(serialize, "_consume", ctrl_c_on_third_block)
+    with pytest.raises(KeyboardInterrupt):
+        preprocess([corpus], str(tmp_path / "out"), tok_dir, workers=2, block_bytes=4000, progress=False)
+    assert os.listdir(tmp_path) == []
