@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 export OMP_NUM_THREADS ?= 1
 DEMO_DIR ?= demo_out
 
-.PHONY: venv demo test test-all bench lint clean
+.PHONY: venv demo test test-slow bench clean
 
 venv: $(VENV)/.installed
 
@@ -23,6 +23,9 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q tests
+
+test-slow: venv
+	$(PY) -m pytest -q -m slow tests/distributed
 
 bench: venv
 	$(PY) bench/run_all.py

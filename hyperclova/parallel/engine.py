@@ -29,51 +29,12 @@ from hyperclova.parallel.pipeline import (
 )
 from hyperclova.parallel.recompute import apply_recompute
 from hyperclova.parallel.tensor import apply_tp
-from hyperclova.train.engine import Layout, ModelState, autocast_dtype_for, cross_entropy
+from hyperclova.train.engine import Layout, ModelState, autocast_dtype_for, cross_entropy, head_only
 
 # Below this many parameters every rank initialises the whole model from the seed, exactly as one
 # device does, and keeps its part: any layout then starts from the same weights. Above it, each
 # stage initialises only itself (use checkpoint.load with a seed checkpoint for equal starts).
 EXACT_INIT_MAX_PARAMS = 2_000_000_000
-HEAD, EMB = "lm_head.weight", "tok_emb.weight"
-
-
-def _head_only(part: nn.Module) -> bool:
-    return getattr(part, "lm_head", None) is not None and getattr(part, "tok_emb", None) is None
-
-
-def to_checkpoint_keys(part: nn.Module, sd: dict) -> dict:
-    """A stage holding the output projection but not the embedding stores its (untied) weight
-    under the embedding's key, so every layout writes and reads the same entry."""
-    if not _head_only(part):
-        return sd
-    return {k.replace(HEAD, EMB): v for k, v in sd.items()}
-
-
-def from_checkpoint_keys(part: nn.Module, sd: dict) -> dict:
-    if not _head_only(part):
-        return sd
-    return {k.replace(EMB, HEAD): v for k, v in sd.items()}
-
-
-class ParallelModelState(ModelState):
-    def state_dict(self) -> dict:
-        from torch.distributed.checkpoint.state_dict import get_model_state_dict
-
-        sd = {}
-        for m in self.model_parts:
-            part = get_model_state_dict(m)
-            if not _head_only(m):
-                part.pop(HEAD, None)  # tied to the embedding
-            sd.update(to_checkpoint_keys(m, part))
-        return sd
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-        for m in self.model_parts:
-            set_model_state_dict(m, from_checkpoint_keys(m, state_dict),
-                                 options=StateDictOptions(strict=False))
 
 
 class ParallelEngine:
@@ -180,7 +141,7 @@ class ParallelEngine:
         for m in self.model_parts:
             if self.n_stages > 1 and m.tok_emb is not None:
                 out.append(m.tok_emb.weight)
-            if _head_only(m):
+            if head_only(m):
                 out.append(m.lm_head.weight)
         return out
 
@@ -213,7 +174,7 @@ class ParallelEngine:
     @torch.no_grad()
     def clip_grad_norm(self, max_norm: float) -> torch.Tensor:
         """Global gradient norm over all ranks (each tied weight counted once), then clipping."""
-        skip = {id(m.lm_head.weight) for m in self.model_parts if _head_only(m)}
+        skip = {id(m.lm_head.weight) for m in self.model_parts if head_only(m)}
         grads = [p.grad for m in self.model_parts for p in m.parameters()
                  if p.grad is not None and id(p) not in skip]
         norm = _global_norm(grads, self.mesh["pp"].get_group() if self.dims.pp > 1 else None,
@@ -230,8 +191,8 @@ class ParallelEngine:
         for m in self.model_parts:
             m.train(mode)
 
-    def model_state(self) -> ParallelModelState:
-        return ParallelModelState(self.model_parts)
+    def model_state(self) -> ModelState:
+        return ModelState(self.model_parts)
 
     def param_count(self) -> int:
         """Parameters held by this rank (local shards)."""

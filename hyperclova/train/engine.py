@@ -23,7 +23,7 @@ from torch.distributed.checkpoint.stateful import Stateful
 from hyperclova.config import Config
 from hyperclova.model.gpt import GPT, build_model
 
-TIED_KEY = "lm_head.weight"  # never stored: it is the token embedding
+HEAD, EMB = "lm_head.weight", "tok_emb.weight"  # the output weight is tied to the embedding
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -31,8 +31,25 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(0, 1), ignore_index=-100)
 
 
+def head_only(part: nn.Module) -> bool:
+    """A pipeline stage with the output projection but not the embedding: its `lm_head.weight` is
+    an untied copy of the embedding."""
+    return getattr(part, "lm_head", None) is not None and getattr(part, "tok_emb", None) is None
+
+
+def to_checkpoint_keys(part: nn.Module, sd: dict) -> dict:
+    """Store a head-only stage's output weight (and its optimizer state) under the embedding's
+    key, so every layout writes and reads the same entry."""
+    return {k.replace(HEAD, EMB): v for k, v in sd.items()} if head_only(part) else sd
+
+
+def from_checkpoint_keys(part: nn.Module, sd: dict) -> dict:
+    return {k.replace(EMB, HEAD): v for k, v in sd.items()} if head_only(part) else sd
+
+
 class ModelState(Stateful):
-    """Model weights of all parts on this rank, keyed by the plain model's FQNs."""
+    """Model weights of all parts on this rank, keyed by the plain model's FQNs; the tied output
+    weight is never stored twice."""
 
     def __init__(self, model_parts: list[nn.Module]):
         self.model_parts = model_parts
@@ -40,14 +57,16 @@ class ModelState(Stateful):
     def state_dict(self) -> dict:
         sd = {}
         for m in self.model_parts:
-            sd.update(get_model_state_dict(m))
-        sd.pop(TIED_KEY, None)
+            part = get_model_state_dict(m)
+            if not head_only(m):
+                part.pop(HEAD, None)
+            sd.update(to_checkpoint_keys(m, part))
         return sd
 
     def load_state_dict(self, state_dict: dict) -> None:
         opts = StateDictOptions(strict=False)
         for m in self.model_parts:
-            set_model_state_dict(m, state_dict, options=opts)
+            set_model_state_dict(m, from_checkpoint_keys(m, state_dict), options=opts)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.checkpoint.stateful import Stateful
 
 from hyperclova.config import Config
+from hyperclova.train.engine import from_checkpoint_keys, to_checkpoint_keys
 
 
 def lr_at(step: int, base_lr: float, warmup: int, decay_steps: int, min_ratio: float) -> float:
@@ -81,10 +82,13 @@ class Optimizers(Stateful):
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
 
+    # A pipeline's last stage holds its own copy of the tied output weight (`lm_head.weight`); its
+    # state is stored under the embedding's key so checkpoints load across layouts.
     def state_dict(self) -> dict:
         return {k: v for m, o in zip(self.model_parts, self.optimizers)
-                for k, v in get_optimizer_state_dict(m, o, options=self._OPTS).items()}
+                for k, v in to_checkpoint_keys(m, get_optimizer_state_dict(m, o, options=self._OPTS)).items()}
 
     def load_state_dict(self, state_dict: dict) -> None:
         for m, o in zip(self.model_parts, self.optimizers):
-            set_optimizer_state_dict(m, o, optim_state_dict=state_dict, options=self._OPTS)
+            set_optimizer_state_dict(m, o, optim_state_dict=from_checkpoint_keys(m, state_dict),
+                                     options=self._OPTS)

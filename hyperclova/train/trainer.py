@@ -21,6 +21,7 @@ from hyperclova.config import Config, dump_yaml
 from hyperclova.data import build_datasets, make_loader
 from hyperclova.errors import UserError
 from hyperclova.launch import discover
+from hyperclova.parallel.mesh import prepare_distributed
 from hyperclova.train.checkpoint import CheckpointManager, RngState, TrainState, resolve_load_path
 from hyperclova.train.engine import build_engine, resolve_device
 from hyperclova.train.metrics import Metrics, flops_per_token, peak_flops
@@ -36,6 +37,7 @@ def init_distributed(cfg: Config, device: torch.device) -> None:
     if dist.is_initialized():
         return
     env = discover()
+    prepare_distributed(cfg, env.world_size)  # reject a bad layout before any process-group work
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(env.local_rank)

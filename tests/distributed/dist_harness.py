@@ -28,21 +28,6 @@ def launch(nproc: int, script: str, *args: str, timeout: float = 300,
                           timeout=timeout)
 
 
-def write_shard(prefix, n_docs=300, vocab=VOCAB, seed=0) -> str:
-    """A small Megatron shard of learnable documents (arithmetic token sequences)."""
-    import numpy as np
-    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
-
-    rng = np.random.default_rng(seed)
-    builder = IndexedDatasetBuilder(f"{prefix}.bin", dtype=np.uint16)
-    for _ in range(n_docs):
-        start, stride, length = rng.integers(1, vocab), rng.integers(1, 4), rng.integers(20, 80)
-        doc = (start + stride * np.arange(length)) % (vocab - 1) + 1
-        builder.add_document(torch.from_numpy(doc.astype(np.int64)), [length])
-    builder.finalize(f"{prefix}.idx")
-    return str(prefix)
-
-
 def trainer_overrides(shard: str, run_dir, *extra: str) -> list[str]:
     """A tiny full training run through `python -m hyperclova.train`."""
     return [*BASE, f"data.blend=[{shard}]", f"data.cache_dir={run_dir}/cache",

@@ -42,6 +42,9 @@ SLOW = {
     2: {
         "pp2_interleaved_zb": "parallel.pp=2,parallel.vpp=2,parallel.schedule=interleaved_zb",
         "pp2_looped_bfs": "parallel.pp=2,parallel.vpp=2,parallel.schedule=looped_bfs",
+        # torch.compile per block (inductor needs a C compiler on CPU)
+        "tp2_sp_compile": "parallel.tp=2,parallel.sequence_parallel=true,parallel.compile=true",
+        "dp2_fsdp_compile": "parallel.dp_shard=2,parallel.compile=true",
     },
     4: {
         "pp4_1f1b": "parallel.pp=4,parallel.schedule=1f1b,train.micro_batch_size=1",

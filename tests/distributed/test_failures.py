@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from dist_harness import launch, trainer_overrides, write_shard
+from dist_harness import launch, trainer_overrides
+from toy_shard import write_shard
 
 TIMEOUT_S = 10  # train.dist_timeout_s for these runs
 

@@ -6,9 +6,9 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-import torch
+
+from toy_shard import write_shard
 
 MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable) + os.pathsep
                        + os.environ.get("PATH", ""))
@@ -37,26 +37,13 @@ def test_mpiexec_discovery(tmp_path):
     assert rows[0][8] == rows[0][5]
 
 
-def _shard(prefix, n_docs=200, vocab=256):
-    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
-
-    rng = np.random.default_rng(0)
-    builder = IndexedDatasetBuilder(f"{prefix}.bin", dtype=np.uint16)
-    for _ in range(n_docs):
-        start, stride, length = rng.integers(1, vocab), rng.integers(1, 4), rng.integers(20, 80)
-        doc = (start + stride * np.arange(length)) % (vocab - 1) + 1
-        builder.add_document(torch.from_numpy(doc.astype(np.int64)), [length])
-    builder.finalize(f"{prefix}.idx")
-    return str(prefix)
-
-
 def _losses(run_dir):
     rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl", encoding="utf-8")]
     return [(r["step"], r["loss"]) for r in rows if r.get("kind", "train") == "train" and "loss" in r]
 
 
 def test_mpiexec_training_equals_torchrun(tmp_path):
-    shard = _shard(tmp_path / "toy_text_document")
+    shard = write_shard(tmp_path / "toy_text_document", n_docs=200)
     common = ["model.n_layers=2", "model.d_model=64", "model.n_heads=4", "model.vocab_size=256",
               "model.seq_len=32", f"data.blend=[{shard}]", "train.steps=3",
               "train.global_batch_size=8", "train.micro_batch_size=2", "train.lr=3e-3",

@@ -1,27 +1,12 @@
-import numpy as np
 import pytest
-import torch
 
 from hyperclova.config import load_config
-
-
-def write_shard(prefix, n_docs=400, vocab=256, seed=0):
-    """A Megatron shard of learnable documents: arithmetic token sequences with random starts."""
-    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
-
-    rng = np.random.default_rng(seed)
-    builder = IndexedDatasetBuilder(f"{prefix}.bin", dtype=np.uint16)
-    for _ in range(n_docs):
-        start, stride, length = rng.integers(1, vocab), rng.integers(1, 4), rng.integers(20, 80)
-        doc = (start + stride * np.arange(length)) % (vocab - 1) + 1
-        builder.add_document(torch.from_numpy(doc.astype(np.int64)), [length])
-    builder.finalize(f"{prefix}.idx")
-    return str(prefix)
+from toy_shard import write_shard
 
 
 @pytest.fixture(scope="session")
 def shard(tmp_path_factory):
-    return write_shard(tmp_path_factory.mktemp("shard") / "toy_text_document")
+    return write_shard(tmp_path_factory.mktemp("shard") / "toy_text_document", n_docs=400)
 
 
 @pytest.fixture
