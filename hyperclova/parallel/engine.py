@@ -27,7 +27,7 @@ from hyperclova.parallel.pipeline import (
     stage_ids,
     tied_embedding_groups,
 )
-from hyperclova.parallel.recompute import apply_recompute
+from hyperclova.parallel.recompute import apply_block_transforms
 from hyperclova.parallel.tensor import apply_tp
 from hyperclova.train.engine import Layout, ModelState, autocast_dtype_for, cross_entropy, head_only
 
@@ -256,10 +256,7 @@ def build_parallel_engine(cfg: Config, device: torch.device) -> ParallelEngine:
     for part in parts:
         if dims.tp > 1:
             apply_tp(part, mesh["tp"], p.sequence_parallel)
-        apply_recompute(part, p.recompute)
-        if p.compile:
-            for block in part.layers.values():
-                block.compile()
+        apply_block_transforms(part, p.recompute, p.compile)
         if dims.dp > 1:
             apply_dp(part, mesh, dims, mp_dtype, reshard_after_forward=p.pp == 1)
     engine = ParallelEngine(cfg, device, dims, mesh, parts, ids, n_stages)

@@ -42,3 +42,11 @@ def apply_recompute(model: GPT, mode: str) -> None:
         else:
             raise ValueError(f"unknown recompute mode {mode!r}")
         model.layers[key] = wrapped
+
+
+def apply_block_transforms(model: GPT, recompute: str, compile: bool) -> None:
+    """Recompute, then torch.compile, per block (DESIGN §2 order) — on one device as in parallel."""
+    apply_recompute(model, recompute)
+    if compile:
+        for block in model.layers.values():
+            block.compile()

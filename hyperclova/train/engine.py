@@ -144,5 +144,8 @@ def build_engine(cfg: Config, device: torch.device) -> Engine:
         from hyperclova.parallel.engine import build_parallel_engine  # imports this module
 
         return build_parallel_engine(cfg, device)
+    from hyperclova.parallel.recompute import apply_block_transforms
+
     model = build_model(cfg.model, device=device, seed=cfg.train.seed)
+    apply_block_transforms(model, p.recompute, p.compile)
     return Engine(model, cfg, device, autocast_dtype_for(cfg, device))

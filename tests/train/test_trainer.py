@@ -103,3 +103,16 @@ def test_tokenizer_larger_than_model_vocab_is_refused(make_cfg, tmp_path):
     train_tokenizer([str(text)], str(tok), type="bbpe", vocab_size=400, show_progress=False)
     with pytest.raises(UserError, match="model.vocab_size=256"):
         train(make_cfg(f"data.tokenizer={tok}"))
+
+
+def test_single_device_recompute_matches(make_cfg):
+    ref = losses(train(make_cfg("train.steps=3", run="ref")))
+    for mode in ("selective", "full"):
+        got = losses(train(make_cfg("train.steps=3", f"parallel.recompute={mode}", run=mode)))
+        assert got == pytest.approx(ref, rel=1e-6), mode
+
+
+def test_single_device_compile_matches(make_cfg):
+    ref = losses(train(make_cfg("train.steps=3", run="ref")))
+    got = losses(train(make_cfg("train.steps=3", "parallel.compile=true", run="compiled")))
+    assert got == pytest.approx(ref, rel=1e-4)
