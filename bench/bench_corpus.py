@@ -3,7 +3,7 @@ and peak memory of the global near-dup stage against the number of documents.
 
     OMP_NUM_THREADS=1 python bench/bench_corpus.py --docs 20000 --mem-docs 50000,100000,200000,400000
 
-Prints a markdown report; paste it with the command into docs/bench_corpus.md.
+Prints a markdown report; paste it with the command into docs/benchmarks.md.
 """
 from __future__ import annotations
 

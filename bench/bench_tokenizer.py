@@ -7,7 +7,7 @@ ratios between numbers from the same run. Training runs one fresh subprocess per
 peak RSS (the process plus its MeCab workers) is that run's own.
 
     python bench/bench_tokenizer.py --docs 20000 --vocab-size 4096 --sizes 2000000 8000000 \
-        --rounds 3 --out docs/bench_tokenizer.md
+        --rounds 3 --out /tmp/bench_tokenizer.md
 """
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ BENCHES = {
     "corpus": ["bench/bench_corpus.py"],
     "parallel": ["bench/bench_parallel.py"],
     "convert": ["bench/bench_convert.py"],
+    "launch": ["bench/bench_launch.py"],
 }
 
 
