@@ -29,7 +29,7 @@ from hyperclova.parallel.pipeline import (
 )
 from hyperclova.parallel.recompute import apply_block_transforms
 from hyperclova.parallel.tensor import apply_tp
-from hyperclova.train.engine import Layout, ModelState, autocast_dtype_for, cross_entropy, head_only
+from hyperclova.train.engine import Engine, Layout, autocast_dtype_for, cross_entropy, head_only
 
 # Below this many parameters every rank initialises the whole model from the seed, exactly as one
 # device does, and keeps its part: any layout then starts from the same weights. Above it, each
@@ -37,17 +37,17 @@ from hyperclova.train.engine import Layout, ModelState, autocast_dtype_for, cros
 EXACT_INIT_MAX_PARAMS = 2_000_000_000
 
 
-class ParallelEngine:
+class ParallelEngine(Engine):
     def __init__(self, cfg: Config, device: torch.device, dims: ParallelDims, mesh,
                  model_parts: list[GPT], stage_idx: list[int], n_stages: int):
-        self.cfg, self.device, self.dims, self.mesh = cfg, device, dims, mesh
-        self.model_parts = model_parts
+        # FSDP2/replicate cast to bf16 themselves; autocast covers layouts without them.
+        autocast = None if dims.dp > 1 else autocast_dtype_for(cfg, device)
+        super().__init__(model_parts, cfg, device, autocast,
+                         Layout(dp_rank=dims.dp_rank(mesh), dp_size=dims.dp))
+        self.dims, self.mesh = dims, mesh
         self.stage_idx, self.n_stages = stage_idx, n_stages
-        self.layout = Layout(dp_rank=dims.dp_rank(mesh), dp_size=dims.dp)
         self.has_first = 0 in stage_idx
         self.has_last = n_stages - 1 in stage_idx
-        # FSDP2/replicate cast to bf16 themselves; autocast covers layouts without them.
-        self.autocast_dtype = None if dims.dp > 1 else autocast_dtype_for(cfg, device)
         self.schedule = self.eval_schedule = self.embed_group = None
         if dims.pp > 1:
             self._init_pipeline()
@@ -186,13 +186,6 @@ class ParallelEngine:
                     if p.grad is not None:
                         local_tensor(p.grad).mul_(coef.to(local_tensor(p.grad).dtype))
         return norm
-
-    def train(self, mode: bool = True) -> None:
-        for m in self.model_parts:
-            m.train(mode)
-
-    def model_state(self) -> ModelState:
-        return ModelState(self.model_parts)
 
     def param_count(self) -> int:
         """Parameters held by this rank (local shards)."""

@@ -21,7 +21,7 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.checkpoint.stateful import Stateful
 
 from hyperclova.config import Config
-from hyperclova.model.gpt import GPT, build_model
+from hyperclova.model.gpt import build_model
 
 HEAD, EMB = "lm_head.weight", "tok_emb.weight"  # the output weight is tied to the embedding
 
@@ -78,14 +78,16 @@ class Layout:
 
 
 class Engine:
-    """Single-device engine: gradient accumulation over micro-batches, optional bf16 autocast."""
+    """Single-device engine: gradient accumulation over micro-batches, optional bf16 autocast.
+    The parallel engine (hyperclova/parallel/engine.py) subclasses it for every other layout."""
 
-    def __init__(self, model: GPT, cfg: Config, device: torch.device, autocast_dtype=None):
-        self.model_parts = [model]
-        self.model = model
+    def __init__(self, model_parts: list[nn.Module], cfg: Config, device: torch.device,
+                 autocast_dtype=None, layout: Layout | None = None):
+        self.model_parts = model_parts
+        self.model = model_parts[0]
         self.device = device
         self.cfg = cfg
-        self.layout = Layout()
+        self.layout = layout or Layout()
         self.autocast_dtype = autocast_dtype
 
     def _autocast(self):
@@ -148,4 +150,4 @@ def build_engine(cfg: Config, device: torch.device) -> Engine:
 
     model = build_model(cfg.model, device=device, seed=cfg.train.seed)
     apply_block_transforms(model, p.recompute, p.compile)
-    return Engine(model, cfg, device, autocast_dtype_for(cfg, device))
+    return Engine([model], cfg, device, autocast_dtype_for(cfg, device))

@@ -74,6 +74,11 @@ def test_untied_heads_refused(hf_dir, tmp_path):
 def test_tied_head_stored_explicitly_is_accepted(hf_dir, tmp_path):
     _edit_weights(hf_dir, lambda sd: sd.__setitem__("lm_head.weight", sd["transformer.wte.weight"].clone()))
     from_hf(hf_dir, tmp_path / "ck")
+    from hyperclova.generate import load_model
+
+    model, _ = load_model(tmp_path / "ck")
+    wte = load_file(str(hf_dir / "model.safetensors"))["transformer.wte.weight"]
+    assert torch.equal(model.tok_emb.weight, wte) and model.lm_head.weight is model.tok_emb.weight
 
 
 @pytest.mark.parametrize("key,what", [("transformer.h.0.attn.rotary_emb.inv_freq", "rotary"),
