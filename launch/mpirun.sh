@@ -13,24 +13,10 @@
 #   MASTER_PORT [a free port chosen by rank 0]
 set -euo pipefail
 
-if [[ $# -lt 1 || "$1" == -h || "$1" == --help ]]; then
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
-    exit 2
-fi
-CONFIG=$1
+# shellcheck source=launch/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+require_config 15 "$@"
 shift
-if [[ ! -f "$CONFIG" ]]; then
-    echo "error: config file $CONFIG not found" >&2
-    exit 2
-fi
-
-gpu_count() {
-    if command -v nvidia-smi >/dev/null 2>&1; then
-        nvidia-smi -L | grep -c '^GPU' || echo 1
-    else
-        echo 1
-    fi
-}
 
 NODES=${NODES:-1}
 GPUS_PER_NODE=${GPUS_PER_NODE:-$(gpu_count)}

@@ -16,24 +16,10 @@
 # The layout's tp*pp*dp_replicate*dp_shard must equal NNODES*NPROC_PER_NODE; the trainer checks.
 set -euo pipefail
 
-if [[ $# -lt 1 || "$1" == -h || "$1" == --help ]]; then
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
-    exit 2
-fi
-CONFIG=$1
+# shellcheck source=launch/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+require_config 19 "$@"
 shift
-if [[ ! -f "$CONFIG" ]]; then
-    echo "error: config file $CONFIG not found" >&2
-    exit 2
-fi
-
-gpu_count() {
-    if command -v nvidia-smi >/dev/null 2>&1; then
-        nvidia-smi -L | grep -c '^GPU' || echo 1
-    else
-        echo 1
-    fi
-}
 
 NNODES=${NNODES:-1}
 NPROC_PER_NODE=${NPROC_PER_NODE:-$(gpu_count)}
