@@ -21,7 +21,8 @@ from hyperclova.config import Config, dump_yaml
 from hyperclova.data import build_datasets, make_loader
 from hyperclova.errors import UserError
 from hyperclova.launch import discover
-from hyperclova.parallel.mesh import prepare_distributed
+from hyperclova.model.presets import count_params
+from hyperclova.parallel.mesh import check_layout, prepare_distributed
 from hyperclova.train.checkpoint import CheckpointManager, RngState, TrainState, resolve_load_path
 from hyperclova.train.engine import build_engine, resolve_device
 from hyperclova.train.metrics import Metrics, flops_per_token, peak_flops
@@ -34,7 +35,8 @@ class NonFiniteLoss(UserError):
 
 def init_distributed(cfg: Config, device: torch.device) -> None:
     """Start the default process group (also for one process: DCP and the datasets use it)."""
-    if dist.is_initialized():
+    if dist.is_initialized():  # started by the caller (tests, notebooks): still check the layout
+        check_layout(cfg, dist.get_world_size())
         return
     env = discover()
     prepare_distributed(cfg, env.world_size)  # reject a bad layout before any process-group work
@@ -43,17 +45,6 @@ def init_distributed(cfg: Config, device: torch.device) -> None:
         torch.cuda.set_device(env.local_rank)
     dist.init_process_group(backend, rank=env.rank, world_size=env.world_size,
                             timeout=timedelta(seconds=cfg.train.dist_timeout_s))
-
-
-def grad_accumulation(cfg: Config, dp_size: int) -> int:
-    t = cfg.train
-    per_step = t.micro_batch_size * dp_size
-    if t.global_batch_size % per_step:
-        raise UserError(
-            f"train.global_batch_size={t.global_batch_size} is not divisible by "
-            f"train.micro_batch_size={t.micro_batch_size} x data-parallel size {dp_size}; "
-            f"use a multiple of {per_step}")
-    return t.global_batch_size // per_step
 
 
 def _next_batch(loader, n_micro: int, device: torch.device):
@@ -85,25 +76,21 @@ class Trainer:
 
         self.engine = build_engine(cfg, self.device)
         self.dp_rank, self.dp_size = self.engine.layout.dp_rank, self.engine.layout.dp_size
-        self.n_micro = grad_accumulation(cfg, self.dp_size)
+        # global batch = micro-batch x accumulation x data parallel (divisibility: check_layout)
+        self.n_micro = cfg.train.global_batch_size // (cfg.train.micro_batch_size * self.dp_size)
         self.optimizers = Optimizers(self.engine.model_parts, cfg, self.device.type)
         self.lr_at = schedule_for(cfg)
         self.state = TrainState()
         self.ckpt = CheckpointManager(cfg, {"model": self.engine.model_state(),
                                             "optim": self.optimizers, "train": self.state,
                                             "rng": RngState(self.rank)}, log=self.print)
-        self.n_params = self._global_param_count()
+        self.n_params = count_params(cfg.model)
         self.flops_per_token = flops_per_token(cfg.model, self.n_params)
         self.peak = peak_flops(cfg, self.device)
 
     def print(self, text: str) -> None:
         if self.rank == 0:
             print(text, flush=True)
-
-    def _global_param_count(self) -> int:
-        from hyperclova.model.presets import count_params
-
-        return count_params(self.cfg.model)
 
     def restore(self):
         cfg = self.cfg

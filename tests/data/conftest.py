@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch.distributed as dist
 
-from tests.data.helpers import write_shard
+from data_helpers import write_shard
 
 
 @pytest.fixture

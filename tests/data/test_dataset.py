@@ -11,7 +11,7 @@ from hyperclova.config import DataConfig
 from hyperclova.data import build_datasets
 from hyperclova.data.dataset import parse_blend, parse_split
 from hyperclova.errors import UserError
-from tests.data.helpers import random_docs
+from data_helpers import random_docs
 
 SEQ = 16
 

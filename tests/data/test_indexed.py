@@ -12,7 +12,7 @@ from megatron.core.datasets.indexed_dataset import IndexedDataset
 from hyperclova.data.indexed import (ShardWriter, check_shard, dtype_for_vocab, merge_shards, meta_path,
                                      shard_prefix)
 from hyperclova.errors import UserError
-from tests.data.helpers import random_docs, write_shard
+from data_helpers import random_docs, write_shard
 
 
 @pytest.mark.parametrize("dtype,high", [(np.uint16, 65499), (np.int32, 200_000)])

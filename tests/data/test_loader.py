@@ -8,7 +8,7 @@ from torch.utils.data import Dataset
 from hyperclova.config import DataConfig
 from hyperclova.data import build_datasets, make_loader
 from hyperclova.data.loader import PretrainingSampler
-from tests.data.helpers import random_docs
+from data_helpers import random_docs
 
 
 class Numbered(Dataset):

@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 
 from hyperclova.config import DataConfig
 from hyperclova.data import build_datasets, make_loader
-from tests.data.helpers import random_docs
+from data_helpers import random_docs
 
 MICRO, STEPS = 2, 5
 
