@@ -17,7 +17,7 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
-from hyperclova.errors import UserError
+from hyperclova.errors import UserError, read_yaml_mapping
 
 
 class ConfigError(UserError, ValueError):
@@ -258,15 +258,9 @@ def _set_dotted(tree: dict, dotted: str, raw: str) -> None:
 
 def _load_yaml(path: str | Path) -> dict:
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of sections")
+        data = read_yaml_mapping(path, "config file")
+    except UserError as e:
+        raise ConfigError(str(e)) from None
     if isinstance(data.get("model"), str):
         data["model"] = _preset_dict(data["model"], f"{path}: model")
     return data

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -25,3 +26,20 @@ def cli_main(fn):
             sys.exit(2)
 
     return wrapper
+
+
+def read_yaml_mapping(path: str | Path, what: str) -> dict:
+    """A YAML file whose top level is a mapping (an empty file is {}); UserError naming `path`."""
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: invalid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: the top level of a {what} must be a mapping")
+    return data

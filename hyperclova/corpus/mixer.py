@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from hyperclova.errors import UserError
+from hyperclova.errors import UserError, read_yaml_mapping
 
 _MAGIC = b"MMIDIDX\x00\x00"
 
@@ -62,12 +61,7 @@ class SourcePlan:
 
 def load_mix(path: str | Path) -> tuple[dict, list[dict]]:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"mix recipe {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML: {e}")
+    raw = read_yaml_mapping(path, "mix recipe")
     if not isinstance(raw, dict) or not isinstance(raw.get("sources"), dict) or not raw["sources"]:
         raise UserError(f"{path}: expected a mapping with a non-empty 'sources:' mapping")
     unknown = set(raw) - {"sources", "total_tokens", "max_epochs"}

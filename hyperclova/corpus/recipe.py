@@ -21,13 +21,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from hyperclova.corpus.clean import NormalizeConfig, normalize
 from hyperclova.corpus.dedup import MinHashConfig
 from hyperclova.corpus.filters import FILTERS, build_filter
 from hyperclova.corpus.pii import PiiConfig, deidentify
-from hyperclova.errors import UserError
+from hyperclova.errors import UserError, read_yaml_mapping
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "configs" / "corpus" / "korean_default.yaml"
 
@@ -109,12 +108,7 @@ def _build(name: str, params: dict, where: str) -> Step:
 
 def load_recipe(path: str | Path | None = None) -> Recipe:
     path = Path(path) if path else DEFAULT_RECIPE
-    if not path.is_file():
-        raise UserError(f"recipe {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML: {e}")
+    raw = read_yaml_mapping(path, "recipe")
     if not isinstance(raw, dict) or not isinstance(raw.get("steps"), list):
         raise UserError(f"{path}: expected a mapping with a 'steps:' list")
     unknown = set(raw) - {"steps", "task_mb"}

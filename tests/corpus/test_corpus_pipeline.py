@@ -167,7 +167,7 @@ def test_flag_action_keeps_and_records(tmp_path):
     ("steps:\n  - lenght: {}\n", "unknown step 'lenght'"),
     ("steps:\n  - length: {min_char: 3}\n", "unknown key(s) ['min_char']"),
     ("steps:\n  - exact_dedup: {}\n  - length: {}\n  - near_dedup: {}\n", "must be adjacent"),
-    ("steps: [\n", "not valid YAML"),
+    ("steps: [\n", "invalid YAML"),
 ])
 def test_bad_recipe_names_the_problem(tmp_path, text, needle):
     recipe = tmp_path / "r.yaml"
