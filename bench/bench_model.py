@@ -91,8 +91,8 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, compile={args.compile}")
-    print(f"| case | batch x seq | hyperclova tok/s | transformers tok/s | ratio |")
-    print(f"|---|---|---|---|---|")
+    print("| case | batch x seq | hyperclova tok/s | transformers tok/s | ratio |")
+    print("|---|---|---|---|---|")
     for name in args.cases:
         r = bench_case(name, args.rounds, args.steps, args.compile)
         cfg, batch = CASES[name]

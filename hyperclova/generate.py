@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from hyperclova.config import Config
 from hyperclova.errors import UserError, cli_main
 from hyperclova.model.gpt import GPT, KVCache
 
@@ -107,7 +108,7 @@ def generate(model: GPT, prompts: list[list[int]], s: Sampling, use_cache: bool 
     return out
 
 
-def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[GPT, "Config"]:
+def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[GPT, Config]:
     """A plain GPT with the weights of a checkpoint (a step dir, or a run's checkpoint dir)."""
     import torch.distributed.checkpoint as dcp
 

@@ -187,11 +187,6 @@ class ParallelEngine(Engine):
                         local_tensor(p.grad).mul_(coef.to(local_tensor(p.grad).dtype))
         return norm
 
-    def param_count(self) -> int:
-        """Parameters held by this rank (local shards)."""
-        seen = {id(p): local_tensor(p).numel() for m in self.model_parts for p in m.parameters()}
-        return sum(seen.values())
-
 
 def _global_norm(grads, pp_group, device) -> torch.Tensor:
     """L2 norm of gradients sharded over several meshes: squares are summed per (mesh, sharded

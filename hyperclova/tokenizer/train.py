@@ -13,11 +13,9 @@ import io
 import itertools
 import multiprocessing as mp
 import time
-from pathlib import Path
 from typing import Iterable, Iterator
 
 from hyperclova.errors import UserError
-from hyperclova.tokenizer import engines
 from hyperclova.tokenizer.inputs import ReadStats, check_files, iter_documents, sample_ratio_for
 from hyperclova.tokenizer.load import (BYTE_LEVEL_TYPES, FORMAT_VERSION, NORMALIZATIONS, TYPES,
                                        Tokenizer)

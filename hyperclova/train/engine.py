@@ -122,9 +122,6 @@ class Engine:
     def model_state(self) -> ModelState:
         return ModelState(self.model_parts)
 
-    def param_count(self) -> int:
-        return sum(p.numel() for m in self.model_parts for p in m.parameters())
-
 
 def resolve_device(cfg: Config) -> torch.device:
     if cfg.train.device == "auto":

@@ -172,7 +172,7 @@ class Trainer:
                    f"parallel {self.dp_size}; world {self.world} on {self.device.type}")
         metrics = Metrics(cfg, self.rank == 0, cfg.train.steps, self.state.step)
         tokens_per_step = cfg.train.global_batch_size * cfg.model.seq_len
-        history = []
+        losses = []  # this invocation's training losses, for callers (tests, notebooks)
         try:
             self.engine.train(True)
             last = cfg.train.steps
@@ -189,7 +189,7 @@ class Trainer:
                     record["step_time_s"] = dt
                     if self.peak:
                         record["mfu"] = self.flops_per_token * record["tokens_per_s"] / (self.peak * self.world)
-                    history.append({"step": step, **record})
+                    losses.append(record["loss"])
                     metrics.log(step, record)
                 if valid_ds is not None and cfg.train.eval_interval and (
                         step % cfg.train.eval_interval == 0 or step == cfg.train.steps):
@@ -203,7 +203,7 @@ class Trainer:
                 metrics.print(f"saved {final}")
         finally:
             metrics.close()
-        return {"history": history, "step": self.state.step, "checkpoint": final or resumed}
+        return {"losses": losses, "step": self.state.step, "checkpoint": final or resumed}
 
 
 def train(cfg: Config) -> dict:

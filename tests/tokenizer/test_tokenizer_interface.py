@@ -8,7 +8,7 @@ import pytest
 
 from hyperclova.errors import UserError
 from hyperclova.tokenizer import Tokenizer, load_tokenizer
-from hyperclova.tokenizer.pretokenize import EOD, PAD, UNK, special_tokens
+from hyperclova.tokenizer.pretokenize import EOD, PAD, special_tokens
 
 from tokenizer_testdata import MIXED, TYPES, VOCAB
 

@@ -8,7 +8,7 @@ from hyperclova.train.trainer import NonFiniteLoss, train
 
 
 def losses(result):
-    return [h["loss"] for h in result["history"]]
+    return result["losses"]
 
 
 def test_loss_falls_and_metrics_written(make_cfg, tmp_path):
