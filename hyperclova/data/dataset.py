@@ -120,11 +120,17 @@ def _token_ids(tokenizer_dir: Optional[str]) -> TokenIds:
     return TokenIds(vocab_size=int(tok.vocab_size), eod=int(eod), pad=int(pad))
 
 
-def check_blend(cfg: DataConfig) -> tuple[list[ShardInfo], Optional[list[float]], TokenIds]:
-    """Check every shard of `cfg.blend` against `cfg.tokenizer`; UserError names the bad file."""
+def check_blend(cfg: DataConfig, model_vocab_size: Optional[int] = None
+                ) -> tuple[list[ShardInfo], Optional[list[float]], TokenIds]:
+    """Check every shard of `cfg.blend` against `cfg.tokenizer`, and the tokenizer against the
+    model's vocabulary when given; UserError names the bad file."""
     prefixes, weights = parse_blend(cfg.blend)
     split = parse_split(cfg.split)
     ids = _token_ids(cfg.tokenizer)
+    if model_vocab_size is not None and ids.vocab_size is not None and ids.vocab_size > model_vocab_size:
+        raise UserError(f"tokenizer {cfg.tokenizer} has {ids.vocab_size} tokens but "
+                        f"model.vocab_size={model_vocab_size}; set model.vocab_size to at least "
+                        f"{ids.vocab_size} (a multiple of 128 keeps the output matmul fast)")
     infos = [check_shard(p, ids.vocab_size) for p in prefixes]
     for info in infos:
         _check_split_coverage(info, split)
@@ -132,7 +138,8 @@ def check_blend(cfg: DataConfig) -> tuple[list[ShardInfo], Optional[list[float]]
 
 
 def build_datasets(
-    cfg: DataConfig, seq_len: int, seed: int, train_samples: int, valid_samples: int
+    cfg: DataConfig, seq_len: int, seed: int, train_samples: int, valid_samples: int,
+    model_vocab_size: Optional[int] = None,
 ) -> tuple[Dataset, Optional[Dataset]]:
     """GPTDataset(s) blended by cfg.blend and split by cfg.split; every rank must call this.
 
@@ -150,7 +157,7 @@ def build_datasets(
 
     if seq_len <= 0 or train_samples <= 0 or valid_samples < 0:
         raise ValueError(f"bad sizes: seq_len={seq_len} train_samples={train_samples} valid_samples={valid_samples}")
-    infos, weights, ids = check_blend(cfg)
+    infos, weights, ids = check_blend(cfg, model_vocab_size)
     prefixes = [i.prefix for i in infos]
     if weights is None and len(prefixes) > 1:
         weights = [float(i.tokens) for i in infos]  # a natural mix, which still honours the sizes

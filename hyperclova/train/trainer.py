@@ -104,26 +104,14 @@ class Trainer:
             self.print(f"initialised weights from {path}")
         return resumed
 
-    def check_vocab(self) -> None:
-        cfg = self.cfg
-        if not cfg.data.tokenizer:
-            return
-        from hyperclova.tokenizer import load_tokenizer
-
-        vocab = load_tokenizer(cfg.data.tokenizer).vocab_size
-        if vocab > cfg.model.vocab_size:
-            raise UserError(f"tokenizer {cfg.data.tokenizer} has {vocab} tokens but "
-                            f"model.vocab_size={cfg.model.vocab_size}; set model.vocab_size to at "
-                            f"least {vocab} (a multiple of 128 keeps the output matmul fast)")
-
     def build_data(self):
         cfg = self.cfg
-        self.check_vocab()
         valid_samples = cfg.train.eval_iters * cfg.train.micro_batch_size * self.dp_size
         train_ds, valid_ds = build_datasets(
             cfg.data, cfg.model.seq_len, cfg.train.seed,
             train_samples=cfg.train.steps * cfg.train.global_batch_size,
-            valid_samples=valid_samples if cfg.train.eval_interval > 0 else 0)
+            valid_samples=valid_samples if cfg.train.eval_interval > 0 else 0,
+            model_vocab_size=cfg.model.vocab_size)
         loader = make_loader(train_ds, cfg.train.micro_batch_size, self.state.consumed_samples,
                              self.dp_rank, self.dp_size, cfg.data.num_workers)
         return loader, valid_ds
