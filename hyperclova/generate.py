@@ -9,7 +9,6 @@ the cache gives the same tokens as recomputing the whole sequence at every step.
 from __future__ import annotations
 
 import argparse
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,14 +113,13 @@ def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[GPT, Config
 
     from hyperclova.config import load_config
     from hyperclova.model.gpt import build_model
-    from hyperclova.train.checkpoint import resolve_load_path
+    from hyperclova.train.checkpoint import resolve_load_path, single_process
     from hyperclova.train.engine import ModelState
 
     path = resolve_load_path(str(checkpoint))
     cfg = load_config(path / "config.yaml")
     model = build_model(cfg.model, device=device)
-    with warnings.catch_warnings():  # a single process is the intent here, not a mistake
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+    with single_process():
         dcp.load({"model": ModelState([model])}, checkpoint_id=str(path))
     model.tie_weights()
     return model.eval(), cfg

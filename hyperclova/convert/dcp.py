@@ -12,10 +12,8 @@ at most one file's worth (or one tensor larger than that) at a time.
 """
 from __future__ import annotations
 
-import contextlib
 import queue
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,12 +22,13 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint._nested_dict import unflatten_state_dict
 from torch.distributed.checkpoint.default_planner import DefaultSavePlanner
 from torch.distributed.checkpoint.filesystem import DEFAULT_SUFFIX
-from torch.distributed.checkpoint.metadata import BytesStorageMetadata, Metadata, TensorStorageMetadata
+from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
 from torch.distributed.checkpoint.planner import WriteItemType
 
 from hyperclova.config import Config, load_config
 from hyperclova.errors import UserError
-from hyperclova.train.checkpoint import LATEST, check_complete, finalize_step_dir, step_dir_name
+from hyperclova.train.checkpoint import finalize_step_dir, single_process, step_dir_name
+from hyperclova.train.checkpoint import resolve_load_path as resolve_step_dir  # noqa: F401 (for convert/)
 
 CONFIG_FILE = "config.yaml"
 FILE_BYTES = 256 * 2**20  # at most this much tensor data per written file (unless one tensor is larger)
@@ -38,31 +37,14 @@ FILE_BYTES = 256 * 2**20  # at most this much tensor data per written file (unle
 # --- locating and reading ----------------------------------------------------------------------
 
 
-def resolve_step_dir(path: str | Path) -> Path:
-    """A step directory, or a checkpoint directory whose `latest` names one; must be complete."""
-    p = Path(path)
-    if not p.exists():
-        raise UserError(f"{path}: no such checkpoint directory")
-    if (p / LATEST).is_file():
-        name = (p / LATEST).read_text().strip()
-        p = p / name
-        if not p.is_dir():
-            raise UserError(f"{path}/{LATEST} names '{name}', which does not exist")
-    if not (p / ".metadata").is_file():
-        raise UserError(f"{p}: not a DCP checkpoint (no .metadata file and no '{LATEST}' file)")
-    reason = check_complete(p)
-    if reason:
-        raise UserError(f"{p}: incomplete checkpoint: {reason}")
-    return p
-
-
-def read_run_config(step_dir: Path, config_path: str | Path | None = None) -> Config:
-    """The resolved config saved with the checkpoint (or one given explicitly)."""
+def read_run_config(step_dir: Path, config_path: str | Path | None = None,
+                    overrides: list[str] | None = None) -> Config:
+    """The resolved config saved with the checkpoint (or one given explicitly), plus overrides."""
     path = Path(config_path) if config_path else step_dir / CONFIG_FILE
     if not path.is_file():
         raise UserError(f"{step_dir}: no {CONFIG_FILE} next to the checkpoint; pass --config FILE "
                         "with the model section it was trained with")
-    return load_config(path)
+    return load_config(path, overrides)
 
 
 class CheckpointReader:
@@ -94,7 +76,7 @@ class CheckpointReader:
             else:
                 sd[key] = None  # a pickled object: DCP replaces the placeholder
         if sd:
-            with _single_process():
+            with single_process():
                 dcp.load(sd, storage_reader=dcp.FileSystemReader(str(self.path)), no_dist=True)
         return sd
 
@@ -161,16 +143,8 @@ def save_lazy(out_dir: Path, state_dict: dict, producers: dict[str, Callable[[],
               file_bytes: int = FILE_BYTES) -> None:
     """DCP-save a nested state dict whose meta tensors are produced lazily, in bounded files."""
     writer = BoundedFileWriter(out_dir, file_bytes)
-    with _single_process():
+    with single_process():
         dcp.save(state_dict, storage_writer=writer, planner=LazySavePlanner(producers), no_dist=True)
-
-
-@contextlib.contextmanager
-def _single_process():
-    # Offline conversion runs in one process on purpose; DCP's reminder of that is noise here.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        yield
 
 
 def nested(flat: dict[str, Any], mapping: dict) -> dict:
@@ -193,8 +167,3 @@ def write_step(out: Path, step: int, cfg: Config, state_dict: dict,
     finalize_step_dir(tmp, final, cfg, step)
     return final
 
-
-def describe(md: TensorStorageMetadata | BytesStorageMetadata) -> str:
-    if isinstance(md, TensorStorageMetadata):
-        return f"{tuple(md.size)} {md.properties.dtype}"
-    return "object"

@@ -29,7 +29,7 @@ from hyperclova.errors import UserError
 
 # Buffers older GPT-2 checkpoints store (the causal mask); they are not weights.
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
-_ARCH_FIELDS = ("n_layers", "d_model", "n_heads", "vocab_size", "seq_len")
+_ARCH_FIELDS = ("n_layers", "d_model", "n_heads", "vocab_size", "seq_len", "ln_eps")
 
 
 class HFWeights:

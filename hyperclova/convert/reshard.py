@@ -5,10 +5,11 @@ global shapes (plain FQNs, FQN-keyed optimizer state) and each rank reads the pi
 *any* checkpoint loads into *any* layout directly, and `reshard` is not needed for that.
 
 What `reshard` adds is a rewritten copy: every tensor gathered whole (model, optimizer state, RNG,
-loop position, all of it) and written layout-free, one file per tensor, plus a config.yaml with the
+loop position, all of it) and written layout-free in files of at most 256 MiB (dcp.FILE_BYTES), plus a config.yaml with the
 new `parallel.*` settings. Useful to move a checkpoint written by thousands of ranks (thousands of
 shard files, each rank's slices) to a machine that will read it with a few, to archive it, or to
-hand a run to a new layout with a config that already says so. Memory stays at one tensor.
+hand a run to a new layout with a config that already says so. Memory stays near one output
+file (or one tensor, when a tensor is larger).
 """
 from __future__ import annotations
 
@@ -17,9 +18,8 @@ from pathlib import Path
 
 import torch
 
-from hyperclova.config import load_config
-from hyperclova.convert.dcp import CONFIG_FILE, CheckpointReader, nested, resolve_step_dir, write_step
-from hyperclova.convert.to_hf import Summary
+from hyperclova.convert.dcp import CheckpointReader, nested, read_run_config, resolve_step_dir, write_step
+from hyperclova.convert.to_hf import Summary, check_model_keys
 from hyperclova.errors import UserError
 from hyperclova.train.checkpoint import MARKER
 
@@ -36,11 +36,9 @@ def reshard(checkpoint: str | Path, out_dir: str | Path, overrides: list[str] | 
             raise UserError(f"override {item!r}: reshard keeps the model as it is; only the layout "
                             "(parallel.*) and other run settings may change")
     step_dir = resolve_step_dir(checkpoint)
-    cfg_path = Path(config_path) if config_path else step_dir / CONFIG_FILE
-    if not cfg_path.is_file():
-        raise UserError(f"{step_dir}: no {CONFIG_FILE}; pass --config FILE")
-    cfg = load_config(cfg_path, overrides)
+    cfg = read_run_config(step_dir, config_path, overrides)
     reader = CheckpointReader(step_dir)
+    check_model_keys(reader, cfg.model)  # a --config FILE must describe these weights too
 
     flat, producers, n_params = {}, {}, 0
     small = [k for k in reader.keys if reader.tensor_meta(k) is None]

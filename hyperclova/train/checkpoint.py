@@ -12,9 +12,11 @@ written in one parallel layout into any other.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -23,6 +25,7 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.stateful import Stateful
 
 from hyperclova.config import Config, dump_yaml
+from hyperclova.errors import UserError
 
 MARKER = "COMPLETE"
 LATEST = "latest"
@@ -210,15 +213,28 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def resolve_load_path(path: str) -> Path:
-    """`checkpoint.load` may name a step directory or a checkpoint directory with `latest`."""
+def resolve_load_path(path: str | Path) -> Path:
+    """A step directory, or a checkpoint directory whose `latest` names one; must be complete."""
     p = Path(path)
+    if not p.exists():
+        raise UserError(f"{path}: no such checkpoint directory")
     if (p / LATEST).is_file():
-        p = p / (p / LATEST).read_text().strip()
-    reason = check_complete(p) if p.is_dir() else "no such directory"
+        name = (p / LATEST).read_text().strip()
+        p = p / name
+        if not p.is_dir():
+            raise UserError(f"{path}/{LATEST} names '{name}', which does not exist")
+    if not (p / ".metadata").is_file():
+        raise UserError(f"{p}: not a DCP checkpoint (no .metadata file and no '{LATEST}' file)")
+    reason = check_complete(p)
     if reason:
-        from hyperclova.errors import UserError
-
-        raise UserError(f"checkpoint.load={path}: {reason}")
+        raise UserError(f"{p}: incomplete checkpoint: {reason}")
     return p
 
+
+@contextlib.contextmanager
+def single_process():
+    """Reading or writing a checkpoint in one process on purpose (generation, conversion): DCP's
+    reminder that no process group exists is noise there."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield

@@ -99,7 +99,10 @@ class Trainer:
             self.print(f"resumed from {resumed} at step {self.state.step} "
                        f"({self.state.consumed_samples} samples consumed)")
         elif cfg.checkpoint.load:
-            path = resolve_load_path(cfg.checkpoint.load)
+            try:
+                path = resolve_load_path(cfg.checkpoint.load)
+            except UserError as e:
+                raise UserError(f"checkpoint.load: {e}") from None
             self.ckpt.load(path, groups={"model"})
             self.print(f"initialised weights from {path}")
         return resumed

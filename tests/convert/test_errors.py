@@ -160,3 +160,25 @@ def test_cli_runs_from_repo_root(tmp_path, tiny_ckpt):
     assert out.returncode == 0, out.stderr
     assert "consolidate:" in out.stdout and "1,350,400 model parameters" in out.stdout
     assert load_file(tmp_path / "m.safetensors")["tok_emb.weight"].dtype == torch.bfloat16
+
+
+def test_reshard_refuses_a_model_the_weights_do_not_fit(tiny_ckpt, tmp_path):
+    from hyperclova.convert import reshard
+    from hyperclova.errors import UserError
+
+    _, _, ckpt = tiny_ckpt
+    with pytest.raises(UserError, match="reshard keeps the model"):
+        reshard(ckpt, tmp_path / "a", ["model.n_layers=2"])
+    other = tmp_path / "other.yaml"  # a config file that silently describes another model
+    other.write_text("model:\n  preset: tiny\n  n_layers: 2\n  d_model: 128\n  n_heads: 4\n"
+                     "  vocab_size: 4096\n  seq_len: 256\n")
+    with pytest.raises(UserError, match="layers.2"):
+        reshard(ckpt, tmp_path / "b", config_path=other)
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
+
+
+def test_from_hf_refuses_an_architecture_override(hf_dir, tmp_path):
+    from hyperclova.errors import UserError
+
+    with pytest.raises(UserError, match="ln_eps.*architecture fields cannot change"):
+        from_hf(hf_dir, tmp_path / "ck", overrides=["model.ln_eps=1e-3"])
