@@ -55,11 +55,17 @@ def make_plan(inputs: list[str], out_dir: Path, recipe: Recipe) -> list:
     return tasks
 
 
-def load_plan(out_dir: Path) -> list:
+def load_plan(out_dir: Path, recipe: Recipe) -> list:
+    """The tasks of a planned run; every stage must run with the recipe the run was planned with
+    (SLURM submits each stage separately, so a changed --recipe would mix two recipes)."""
     plan_path = out_dir / "plan.json"
     if not plan_path.exists():
         raise UserError(f"{plan_path} not found: run the 'plan' stage first")
-    return tasks_from_json(json.loads(plan_path.read_text(encoding="utf-8"))["tasks"])
+    plan = json.loads(plan_path.read_text(encoding="utf-8"))
+    if plan["key"]["recipe"] != recipe.fingerprint:
+        raise UserError(f"{out_dir} was planned with another recipe; pass the same --recipe to "
+                        "every stage (or use a new --output directory)")
+    return tasks_from_json(plan["tasks"])
 
 
 def _apply_steps(steps, rec, stats: TaskStats, rejects: dict, with_rejects: bool) -> dict | None:
@@ -98,7 +104,7 @@ def _remove_stale_temporaries(out_dir: Path, name: str) -> None:
 def process_task(out_dir: Path, recipe_path: str | None, with_rejects: bool, task_id: int) -> None:
     """First pass of one task: read, per-document steps, hashes and signatures for dedup."""
     recipe = load_recipe(recipe_path)
-    task = load_plan(out_dir)[task_id]
+    task = load_plan(out_dir, recipe)[task_id]
     name, work = _task_name(task_id), out_dir / "work" / "process"
     if (work / f"{name}.done").exists():
         return
@@ -135,7 +141,7 @@ def process_task(out_dir: Path, recipe_path: str | None, with_rejects: bool, tas
 def dedup_stage(out_dir: Path, recipe_path: str | None) -> dict:
     """Global exact + near dedup over all tasks' hashes and signatures (never the texts)."""
     recipe = load_recipe(recipe_path)
-    tasks = load_plan(out_dir)
+    tasks = load_plan(out_dir, recipe)
     work = out_dir / "work"
     if (work / "dedup.done").exists():
         return json.loads((work / "dedup.done").read_text(encoding="utf-8"))
@@ -181,6 +187,11 @@ def finalize_task(out_dir: Path, recipe_path: str | None, with_rejects: bool, ta
     name, work = _task_name(task_id), out_dir / "work"
     if (work / "finalize" / f"{name}.done").exists():
         return
+    # Without the dedup verdicts every duplicate would be kept, and the .done marker would make
+    # that permanent: refuse rather than finish early.
+    if not (work / "dedup.done").exists():
+        raise UserError("finalize needs the dedup stage finished: run --stage dedup first")
+    _remove_stale_temporaries(out_dir, name)
     stats, rejects = TaskStats(), {}
     verdict_file = work / "dedup" / f"{name}.npy"
     verdicts = np.load(verdict_file) if verdict_file.exists() else None
@@ -213,7 +224,7 @@ def finalize_task(out_dir: Path, recipe_path: str | None, with_rejects: bool, ta
 
 def report_stage(out_dir: Path, recipe_path: str | None) -> dict:
     recipe = load_recipe(recipe_path)
-    tasks = load_plan(out_dir)
+    tasks = load_plan(out_dir, recipe)
     work = out_dir / "work"
     parts = []
     for t in tasks:
@@ -250,7 +261,7 @@ def run(inputs: list[str], out_dir: str | Path, recipe_path: str | None = None, 
                 make_plan(inputs, out_dir, recipe)
             elif s in ("process", "finalize"):
                 fn = process_task if s == "process" else finalize_task
-                ids = [t.task_id for t in load_plan(out_dir)]
+                ids = [t.task_id for t in load_plan(out_dir, recipe)]
                 executors.run_tasks(partial(fn, out_dir, recipe_path, rejects), ids, executor, workers)
             elif s == "dedup":
                 dedup_stage(out_dir, recipe_path)

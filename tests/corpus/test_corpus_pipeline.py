@@ -224,3 +224,20 @@ def test_compressed_input_gives_the_same_documents(reference, corpus, tmp_path, 
     pipeline.run([str(src)], tmp_path / "out", recipe, "local", 1)
     got = b"".join(_outputs(tmp_path / "out").values())
     assert got == b"".join(_outputs(reference[0]).values())
+
+
+def test_stages_out_of_order_or_with_another_recipe_are_refused(corpus, tmp_path):
+    """finalize before dedup would keep every duplicate for good; a changed recipe between
+    separately submitted stages would mix two recipes in one output."""
+    d, recipe = corpus
+    out = tmp_path / "out"
+    pipeline.run([str(d / "raw.jsonl")], out, recipe, "local", 1, stage="plan")
+    pipeline.run([], out, recipe, "local", 1, stage="process")
+    with pytest.raises(UserError, match="run --stage dedup first"):
+        pipeline.run([], out, recipe, "local", 1, stage="finalize")
+    assert not list((out / "work").glob("finalize/*.done"))
+    other = tmp_path / "other.yaml"
+    other.write_text(Path(recipe).read_text(encoding="utf-8").replace("task_mb: 0.08", "task_mb: 0.09"),
+                     encoding="utf-8")
+    with pytest.raises(UserError, match="planned with another recipe"):
+        pipeline.run([], out, str(other), "local", 1, stage="dedup")
