@@ -92,6 +92,9 @@ def check_layout(cfg: Config, world_size: int | None = None) -> ParallelDims:
     if m.vocab_size % p.tp:
         raise ConfigError(f"model.vocab_size={m.vocab_size} is not divisible by parallel.tp={p.tp} "
                           f"(vocab-parallel embedding); pad the vocabulary or change tp")
+    if p.sequence_parallel and p.tp == 1:
+        raise ConfigError("parallel.sequence_parallel needs parallel.tp > 1 (it shards the "
+                          "sequence over the tensor-parallel ranks)")
     if p.sequence_parallel and m.seq_len % p.tp:
         raise ConfigError(f"parallel.sequence_parallel needs model.seq_len={m.seq_len} divisible "
                           f"by parallel.tp={p.tp}")

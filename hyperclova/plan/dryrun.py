@@ -30,13 +30,13 @@ from hyperclova.plan.layout import (
     TP_PLAN,
     Coord,
     Layout,
-    check_layout,
     chunk_layers,
     coord_rank,
     has_embedding,
     has_head,
     rank_coord,
 )
+from hyperclova.parallel.mesh import accumulation_steps, check_layout, pipeline_microbatches
 from hyperclova.plan.memory import activation_bytes
 
 
@@ -73,7 +73,6 @@ def _shard_linear(lin: nn.Linear, plan: str, tp: int) -> nn.Linear:
 
 def build_rank_model(model: ModelConfig, lay: Layout, coord: Coord) -> GPT:
     """The plain model cut and sharded to what `coord` holds, on the meta device."""
-    check_layout(model, lay)
     keep = [i for chunk in chunk_layers(model.n_layers, lay.pp, lay.vpp, coord.pp) for i in chunk]
     with torch.device("meta"):
         gpt = GPT(replace(model, n_layers=0))  # blocks are added below under their global keys
@@ -164,26 +163,12 @@ def default_ranks(lay: Layout) -> list[int]:
     return [coord_rank(lay, Coord(pp=s, dp_replicate=0, dp_shard=0, tp=0)) for s in range(lay.pp)]
 
 
-def _engine_check(cfg: Config) -> None:
-    """Reject what the trainer would reject (schedule, micro-batch counts), in its own words."""
-    try:
-        from hyperclova.parallel.mesh import check_layout as engine_check
-    except ImportError:  # the planner works without the parallel engine installed
-        return
-    engine_check(cfg)
-
-
 def dry_run(cfg: Config, ranks: Sequence[int] | None = None) -> list[RankReport]:
     """Measure the shards of `ranks` (default: one rank per pipeline stage) of cfg's layout."""
     lay = Layout.from_config(cfg.parallel, cfg.train.micro_batch_size)
-    check_layout(cfg.model, lay)
-    _engine_check(cfg)
-    per_replica = cfg.train.global_batch_size // lay.dp
-    if cfg.train.global_batch_size % lay.dp or per_replica % lay.micro_batch_size:
-        raise UserError(f"train.global_batch_size={cfg.train.global_batch_size} is not a multiple "
-                        f"of data-parallel degree {lay.dp} x train.micro_batch_size="
-                        f"{lay.micro_batch_size}")
-    n_micro = cfg.parallel.microbatches or per_replica // lay.micro_batch_size
+    check_layout(cfg)  # exactly what the trainer rejects, in its words
+    # the pipeline splits a step into its micro-batches; without one, the engine accumulates
+    n_micro = pipeline_microbatches(cfg, lay.dp) if lay.pp > 1 else accumulation_steps(cfg, lay.dp)
     return [measure_rank(cfg, lay, r, n_micro) for r in (default_ranks(lay) if ranks is None else ranks)]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from hyperclova.config import ModelConfig, ParallelConfig
+from hyperclova.config import ParallelConfig
 from hyperclova.errors import UserError
 
 # parameter-name suffix inside a Block -> how tensor parallelism splits it
@@ -66,24 +66,6 @@ class Layout:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def check_layout(model: ModelConfig, lay: Layout) -> None:
-    """Raise UserError when the model cannot be split this way."""
-    for key, val in lay.as_dict().items():
-        if isinstance(val, int) and not isinstance(val, bool) and val < 1:
-            raise UserError(f"parallel.{key} must be at least 1, got {val}")
-    if model.n_heads % lay.tp:
-        raise UserError(f"parallel.tp={lay.tp} does not divide model.n_heads={model.n_heads}")
-    if model.vocab_size % lay.tp:
-        raise UserError(f"parallel.tp={lay.tp} does not divide model.vocab_size={model.vocab_size}")
-    if model.n_layers % (lay.pp * lay.vpp):
-        raise UserError(f"parallel.pp*parallel.vpp={lay.pp * lay.vpp} does not divide "
-                        f"model.n_layers={model.n_layers}")
-    if lay.vpp > 1 and lay.pp == 1:
-        raise UserError("parallel.vpp > 1 needs parallel.pp > 1")
-    if lay.sequence_parallel and lay.tp == 1:
-        raise UserError("parallel.sequence_parallel needs parallel.tp > 1")
 
 
 def chunk_layers(n_layers: int, pp: int, vpp: int, pp_rank: int) -> list[list[int]]:

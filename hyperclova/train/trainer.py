@@ -22,7 +22,7 @@ from hyperclova.data import build_datasets, make_loader
 from hyperclova.errors import UserError
 from hyperclova.launch import discover
 from hyperclova.model.presets import count_params
-from hyperclova.parallel.mesh import check_layout, prepare_distributed
+from hyperclova.parallel.mesh import accumulation_steps, check_layout, prepare_distributed
 from hyperclova.train.checkpoint import CheckpointManager, RngState, TrainState, resolve_load_path
 from hyperclova.train.engine import build_engine, resolve_device
 from hyperclova.train.metrics import Metrics, flops_per_token, peak_flops
@@ -76,8 +76,7 @@ class Trainer:
 
         self.engine = build_engine(cfg, self.device)
         self.dp_rank, self.dp_size = self.engine.layout.dp_rank, self.engine.layout.dp_size
-        # global batch = micro-batch x accumulation x data parallel (divisibility: check_layout)
-        self.n_micro = cfg.train.global_batch_size // (cfg.train.micro_batch_size * self.dp_size)
+        self.n_micro = accumulation_steps(cfg, self.dp_size)  # divisibility: check_layout
         self.optimizers = Optimizers(self.engine.model_parts, cfg, self.device.type)
         self.lr_at = schedule_for(cfg)
         self.state = TrainState()

@@ -19,6 +19,7 @@ def check(*overrides, world=None):
      "model.vocab_size=255 is not divisible by parallel.tp=2"),
     (["parallel.tp=2", "parallel.sequence_parallel=true", "model.seq_len=31"], 2,
      "model.seq_len=31 divisible"),
+    (["parallel.sequence_parallel=true"], 1, "sequence_parallel needs parallel.tp > 1"),
     (["parallel.pp=3"], 3, "model.n_layers=4 is not divisible by parallel.pp*vpp"),
     (["parallel.pp=2", "parallel.vpp=4", "parallel.schedule=interleaved_1f1b"], 2,
      "parallel.pp*vpp=2*4=8"),
