@@ -15,7 +15,6 @@ from pathlib import Path
 
 from hyperclova.errors import UserError
 from hyperclova.tokenizer.load import HF_FILE, load_tokenizer
-from hyperclova.tokenizer.morphemes import MorphemeSplitter
 from hyperclova.tokenizer.pretokenize import EOD, PAD, UNK
 
 
@@ -33,31 +32,18 @@ def to_transformers(directory: str | os.PathLike, split_special_tokens: bool = T
     )
 
 
-class MorphemeHFTokenizer:
-    """`PreTrainedTokenizerFast` preceded by the MeCab-ko split, for `morpheme-bbpe` directories.
+def MorphemeHFTokenizer(directory: str | os.PathLike):  # noqa: N802 (reads as a class)
+    """The `PreTrainedTokenizerFast` subclass that `to-hf` exports for `morpheme-bbpe`
+    (hyperclova/convert/tokenization_hyperclova.py): NFC when the directory says so, then the
+    MeCab-ko split, then the same fast tokenizer — one implementation for both uses.
 
         tok = MorphemeHFTokenizer("tok/")
         tok("안녕하세요")["input_ids"]; tok.encode(text); tok.decode(ids)
     """
+    from hyperclova.convert.tokenization_hyperclova import HyperclovaTokenizer
 
-    def __init__(self, directory: str | os.PathLike) -> None:
-        self.hf = to_transformers(directory)
-        self.splitter = MorphemeSplitter()
-
-    def __call__(self, text: str | list[str], **kwargs):
-        # Segments are walls: each is pre-tokenized and merged on its own, as in training.
-        if isinstance(text, str):
-            return self.hf(self.splitter.segments(text) or [""], is_split_into_words=True,
-                           add_special_tokens=False, **kwargs)
-        return self.hf([self.splitter.segments(t) or [""] for t in text],
-                       is_split_into_words=True, add_special_tokens=False, **kwargs)
-
-    def encode(self, text: str) -> list[int]:
-        return self(text)["input_ids"]
-
-    def decode(self, ids, **kwargs) -> str:
-        return self.hf.decode(ids, clean_up_tokenization_spaces=False, **kwargs)
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.hf)
+    meta = load_tokenizer(directory).meta  # validates the directory
+    return HyperclovaTokenizer(
+        tokenizer_file=str(Path(directory) / HF_FILE), eos_token=EOD, pad_token=PAD, unk_token=UNK,
+        split_special_tokens=True, clean_up_tokenization_spaces=False,
+        normalization=meta.get("normalization", "none"), pretokenization=meta["pretokenization"])

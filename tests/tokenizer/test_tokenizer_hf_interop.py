@@ -39,3 +39,16 @@ def test_morpheme_wrapper_encodes_identically(toks, tokenizer_dirs, docs):
 def test_spm_has_no_tokenizer_json(tokenizer_dirs):
     with pytest.raises(UserError, match="spm"):
         to_transformers(tokenizer_dirs["spm"])
+
+
+def test_morpheme_wrapper_normalises_like_the_tokenizer(corpus, docs, tmp_path):
+    """A tokenizer trained with NFC normalisation: NFD input must give the same ids both ways."""
+    import unicodedata
+
+    from hyperclova.tokenizer import load_tokenizer, train_tokenizer
+
+    out = tmp_path / "nfc"
+    train_tokenizer([corpus], str(out), type="morpheme-bbpe", vocab_size=600, normalization="nfc",
+                    workers=1, show_progress=False, verify_docs=100)
+    texts = [unicodedata.normalize("NFD", t) for t in docs[:100]]
+    assert MorphemeHFTokenizer(out)(texts)["input_ids"] == load_tokenizer(out).encode_batch(texts)
