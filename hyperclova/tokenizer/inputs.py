@@ -37,6 +37,17 @@ def _open(path: str):
     return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
+def _text_size(path: str, probe: int = 1 << 22) -> int:
+    """Bytes of text in `path`; for .gz, estimated from the compression ratio of its first 4 MiB
+    (sampling by budget must see the text size, not the compressed size)."""
+    size = os.path.getsize(path)
+    if not path.endswith(".gz"):
+        return size
+    with open(path, "rb") as raw, gzip.GzipFile(fileobj=raw) as g:
+        head = len(g.read(probe))
+        return head if head < probe else int(size * head / max(raw.tell(), 1))
+
+
 def check_files(files: list[str]) -> None:
     if not files:
         raise UserError("no input files given")
@@ -56,7 +67,7 @@ def sample_ratio_for(files: list[str], sample_ratio: float | None, sample_bytes:
     if sample_bytes is not None:
         if sample_bytes <= 0:
             raise UserError(f"--sample-bytes must be positive, got {sample_bytes}")
-        total = sum(os.path.getsize(f) for f in files)
+        total = sum(_text_size(f) for f in files)
         return min(1.0, sample_bytes / max(total, 1))
     return 1.0
 
@@ -78,11 +89,13 @@ def iter_documents(files: list[str], json_key: str = "text", ratio: float = 1.0,
                 if ratio < 1.0 and rng.random() >= ratio:
                     continue
                 text = _decode(raw, path, lineno, on_invalid_utf8, stats)
+                if not jsonl:  # a text line is the document without its line terminator, as
+                    text = text.rstrip("\n").removesuffix("\r")  # the serializer reads it
                 if jsonl:
                     text = _json_text(text, path, lineno, json_key, on_invalid_utf8, stats)
                     if text is None:
                         continue
-                if not text:
+                if not text.strip():
                     continue
                 stats.docs_kept += 1
                 stats.bytes_kept += len(raw)

@@ -99,3 +99,26 @@ def test_cli_trains_and_reports_errors_without_traceback(corpus, tmp_path):
     assert tok.type == "morpheme-bbpe" and tok.meta["training"]["sample_ratio"] == 0.5
     r = _cli("--input", corpus, "--output", str(out), "--json-key", "body")
     assert r.returncode == 2 and "no key 'body'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_text_lines_are_read_like_the_serializer_reads_them(tmp_path):
+    """No line terminators and no blank lines in the training text (the serializer strips and
+    skips them), and a byte budget over .gz inputs samples every file, not just the first."""
+    import gzip
+
+    from hyperclova.tokenizer.inputs import iter_documents, sample_ratio_for
+
+    txt = tmp_path / "a.txt"
+    txt.write_bytes(b"hello\n\nworld\r\n  \n")
+    assert list(iter_documents([str(txt)])) == ["hello", "world"]
+    files = []
+    for i in range(4):
+        f = tmp_path / f"p{i}.jsonl.gz"
+        with gzip.open(f, "wt", encoding="utf-8") as g:
+            g.writelines(f'{{"text": "file{i} 문서 {j} ' + "가나다라 " * 20 + '"}\n' for j in range(2000))
+        files.append(str(f))
+    text_bytes = sum(len(gzip.open(f).read()) for f in files)
+    ratio = sample_ratio_for(files, None, text_bytes // 4)
+    assert 0.2 < ratio < 0.3
+    seen = {d.split()[0] for d in iter_documents(files, ratio=ratio, max_bytes=text_bytes // 4)}
+    assert len(seen) >= 3
