@@ -10,15 +10,27 @@ import subprocess
 import sys
 import time
 
+# Exactly the commands recorded in docs/benchmarks.md, one entry per table there.
 BENCHES = {
-    "model": ["bench/bench_model.py", "--threads", "2", "--rounds", "5"],
-    "serializer": ["bench/bench_serializer.py", "--type", "bbpe", "--mb", "40", "--workers", "2",
-                   "--rounds", "3"],
-    "tokenizer": ["bench/bench_tokenizer.py"],
-    "corpus": ["bench/bench_corpus.py"],
-    "parallel": ["bench/bench_parallel.py"],
-    "convert": ["bench/bench_convert.py"],
-    "launch": ["bench/bench_launch.py"],
+    "model": ["bench/bench_model.py", "--threads", "2", "--rounds", "5", "--steps", "3"],
+    "model-compile": ["bench/bench_model.py", "--threads", "2", "--rounds", "5", "--steps", "3",
+                      "--compile"],
+    "serializer-bbpe": ["bench/bench_serializer.py", "--type", "bbpe", "--mb", "40", "--workers", "2",
+                        "--rounds", "5"],
+    "serializer-engine": ["bench/bench_serializer.py", "--type", "bbpe", "--mb", "40", "--workers", "2",
+                          "--rounds", "3", "--impls", "baseline,baseline_fast,ours"],
+    "serializer-morpheme": ["bench/bench_serializer.py", "--type", "morpheme-bbpe", "--mb", "4",
+                            "--workers", "2", "--rounds", "3"],
+    "tokenizer": ["bench/bench_tokenizer.py", "--docs", "20000", "--eval-docs", "3000", "--vocab-size",
+                  "4096", "--sizes", "2000000", "8000000", "--rounds", "5"],
+    "tokenizer-rerun": ["bench/bench_tokenizer.py", "--docs", "20000", "--eval-docs", "1000",
+                        "--vocab-size", "4096", "--sizes", "2000000", "--rounds", "8"],
+    "parallel-layouts": ["bench/bench_parallel.py", "layouts"],
+    "parallel-bubble": ["bench/bench_parallel.py", "bubble"],
+    "corpus": ["bench/bench_corpus.py", "--docs", "20000", "--mem-docs",
+               "50000,100000,200000,400000,800000"],
+    "launch": ["bench/bench_launch.py", "--rounds", "3"],
+    "convert": ["bench/bench_convert.py", "--preset", "350m"],
 }
 
 
