@@ -101,10 +101,9 @@ def _remove_stale_temporaries(out_dir: Path, name: str) -> None:
             p.unlink(missing_ok=True)
 
 
-def process_task(out_dir: Path, recipe_path: str | None, with_rejects: bool, task_id: int) -> None:
+def process_task(out_dir: Path, recipe: Recipe, tasks: list, with_rejects: bool, task_id: int) -> None:
     """First pass of one task: read, per-document steps, hashes and signatures for dedup."""
-    recipe = load_recipe(recipe_path)
-    task = load_plan(out_dir, recipe)[task_id]
+    task = tasks[task_id]
     name, work = _task_name(task_id), out_dir / "work" / "process"
     if (work / f"{name}.done").exists():
         return
@@ -138,9 +137,8 @@ def process_task(out_dir: Path, recipe_path: str | None, with_rejects: bool, tas
     write_json_atomic(work / f"{name}.done", stats.to_json())
 
 
-def dedup_stage(out_dir: Path, recipe_path: str | None) -> dict:
+def dedup_stage(out_dir: Path, recipe: Recipe) -> dict:
     """Global exact + near dedup over all tasks' hashes and signatures (never the texts)."""
-    recipe = load_recipe(recipe_path)
     tasks = load_plan(out_dir, recipe)
     work = out_dir / "work"
     if (work / "dedup.done").exists():
@@ -181,9 +179,8 @@ def _kept_copy(global_index: int, offsets: np.ndarray) -> str:
     return f"duplicate of the document kept from work/process/{_task_name(task)}.jsonl line {line}"
 
 
-def finalize_task(out_dir: Path, recipe_path: str | None, with_rejects: bool, task_id: int) -> None:
+def finalize_task(out_dir: Path, recipe: Recipe, tasks: list, with_rejects: bool, task_id: int) -> None:
     """Final pass of one task: drop duplicates, run the steps after dedup, write the shard."""
-    recipe = load_recipe(recipe_path)
     name, work = _task_name(task_id), out_dir / "work"
     if (work / "finalize" / f"{name}.done").exists():
         return
@@ -222,8 +219,7 @@ def finalize_task(out_dir: Path, recipe_path: str | None, with_rejects: bool, ta
     write_json_atomic(work / "finalize" / f"{name}.done", stats.to_json())
 
 
-def report_stage(out_dir: Path, recipe_path: str | None) -> dict:
-    recipe = load_recipe(recipe_path)
+def report_stage(out_dir: Path, recipe: Recipe) -> dict:
     tasks = load_plan(out_dir, recipe)
     work = out_dir / "work"
     parts = []
@@ -245,7 +241,9 @@ def run(inputs: list[str], out_dir: str | Path, recipe_path: str | None = None, 
         workers: int = 1, stage: str = "all", rejects: bool = False) -> dict | None:
     """Run one stage (or all) of the pipeline; returns the report when the report stage ran."""
     out_dir = Path(out_dir)
-    recipe = load_recipe(recipe_path)  # validate before any work starts
+    # Loaded once, here, and handed to every task: workers (Ray, other hosts) never re-read the
+    # recipe or the environment, so they all use this process's PII salt.
+    recipe = load_recipe(recipe_path)
     if stage not in STAGES + ["all"]:
         raise UserError(f"unknown stage {stage!r}; choose from {STAGES + ['all']}")
     if executor == "slurm" and stage == "all":
@@ -261,10 +259,11 @@ def run(inputs: list[str], out_dir: str | Path, recipe_path: str | None = None, 
                 make_plan(inputs, out_dir, recipe)
             elif s in ("process", "finalize"):
                 fn = process_task if s == "process" else finalize_task
-                ids = [t.task_id for t in load_plan(out_dir, recipe)]
-                executors.run_tasks(partial(fn, out_dir, recipe_path, rejects), ids, executor, workers)
+                tasks = load_plan(out_dir, recipe)
+                executors.run_tasks(partial(fn, out_dir, recipe, tasks, rejects),
+                                    [t.task_id for t in tasks], executor, workers)
             elif s == "dedup":
-                dedup_stage(out_dir, recipe_path)
+                dedup_stage(out_dir, recipe)
             else:
-                report = report_stage(out_dir, recipe_path)
+                report = report_stage(out_dir, recipe)
     return report
