@@ -101,12 +101,12 @@ class ShardWriter:
         if tokens.size:
             self.max_token_id = max(self.max_token_id, int(tokens.max()))
 
-    def add_shard(self, prefix: str) -> None:
-        """Append a whole existing shard (same dtype) with the builder's own concatenation."""
-        info = check_shard(prefix)
+    def add_shard(self, info: "ShardInfo") -> None:
+        """Append a whole existing shard (same dtype, already checked by `check_shard`) with the
+        builder's own concatenation."""
         if info.dtype is not self.dtype.type:
-            raise UserError(f"{prefix}: {np.dtype(info.dtype).name} tokens, expected {self.dtype.name}")
-        self._builder.add_index(prefix)
+            raise UserError(f"{info.prefix}: {np.dtype(info.dtype).name} tokens, expected {self.dtype.name}")
+        self._builder.add_index(info.prefix)
         self.tokens += info.tokens
         self.max_token_id = max(self.max_token_id, info.max_token_id)
 
@@ -261,18 +261,18 @@ def merge_shards(inputs: Sequence[str], output_prefix: str) -> ShardMeta:
     """Concatenate shards (all of one dtype) into `output_prefix`.bin/.idx, atomically."""
     if not inputs:
         raise UserError("no input shards to merge")
-    infos = [check_shard(p) for p in inputs]
+    if Path(output_prefix).resolve() in {Path(p).resolve() for p in inputs}:
+        raise UserError(f"output prefix {output_prefix} is also an input")
+    infos = [check_shard(p) for p in inputs]  # once: it may scan a .bin without a sidecar
     dtypes = {np.dtype(i.dtype).name for i in infos}
     if len(dtypes) > 1:
         listing = ", ".join(f"{i.prefix} ({np.dtype(i.dtype).name})" for i in infos)
         raise UserError(f"cannot merge shards of different token dtypes: {listing}")
-    if str(output_prefix) in {str(p) for p in inputs}:
-        raise UserError(f"output prefix {output_prefix} is also an input")
     vocab = _common_vocab(inputs)
     writer = ShardWriter(str(output_prefix), infos[0].dtype, vocab_size=vocab)
     try:
-        for prefix in inputs:
-            writer.add_shard(str(prefix))
+        for info in infos:
+            writer.add_shard(info)
         return writer.commit()
     except BaseException:
         writer.abort()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import signal
 from dataclasses import dataclass, field
@@ -216,13 +215,12 @@ def init_worker(tokenizer_dir: str, keys: Sequence[str], append_eod: bool, dtype
     global _ENCODER, _INIT_ERROR
     # Ctrl-C reaches the whole process group; the reading process alone handles it and cleans up.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # One process per core: the tokenizer's own thread pool would only oversubscribe the cores.
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    os.environ["RAYON_NUM_THREADS"] = "1"
     try:
         from hyperclova.tokenizer import load_tokenizer
 
-        _ENCODER = BlockEncoder(load_tokenizer(tokenizer_dir), keys, append_eod, np.dtype(dtype))
+        # One process per core: every engine's own thread pool would only oversubscribe the cores.
+        tok = load_tokenizer(tokenizer_dir, threads=1)
+        _ENCODER = BlockEncoder(tok, keys, append_eod, np.dtype(dtype))
     except BaseException as e:  # reported with the first task, where the reader sees it
         _INIT_ERROR = e
 
