@@ -15,7 +15,6 @@ the total shrinks instead, and the report says so.
 """
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,25 +22,19 @@ import numpy as np
 
 from hyperclova.errors import UserError, read_yaml_mapping
 
-_MAGIC = b"MMIDIDX\x00\x00"
-
-
 def idx_token_count(prefix: str | Path) -> tuple[int, int]:
     """(tokens, documents) of a Megatron indexed dataset, from its .idx alone."""
-    path = Path(f"{prefix}.idx")
-    if not path.is_file():
-        raise UserError(f"{path} not found (prefix {prefix}: expected {prefix}.bin/.idx from preprocess_data)")
-    with open(path, "rb") as f:
-        header = f.read(len(_MAGIC) + 8 + 1 + 8 + 8)
-        if len(header) < 34 or header[:9] != _MAGIC:
-            raise UserError(f"{path} is not a Megatron .idx file (bad magic)")
-        (version,) = struct.unpack("<Q", header[9:17])
-        if version != 1:
-            raise UserError(f"{path}: unsupported .idx version {version}")
-        n_seq, n_doc = struct.unpack("<QQ", header[18:34])
-        lengths = np.fromfile(f, dtype=np.int32, count=n_seq)
-    if len(lengths) != n_seq:
-        raise UserError(f"{path} is truncated: {len(lengths)} of {n_seq} sequence lengths")
+    from hyperclova.data.indexed import read_header, sequence_lengths
+
+    prefix = str(prefix)
+    if not Path(f"{prefix}.idx").is_file():
+        raise UserError(f"{prefix}.idx not found (prefix {prefix}: expected {prefix}.bin/.idx from "
+                        "preprocess_data)")
+    _, n_seq, n_doc = read_header(prefix)
+    try:
+        lengths = sequence_lengths(prefix, n_seq)
+    except ValueError:  # the file ends before its sequence lengths do
+        raise UserError(f"{prefix}.idx is truncated: it cannot hold {n_seq} sequence lengths") from None
     return int(lengths.sum(dtype=np.int64)), int(n_doc) - 1
 
 

@@ -156,7 +156,7 @@ class ShardInfo:
     max_token_id: int  # -1 for an empty shard
 
 
-def _read_header(prefix: str) -> tuple[type[np.number], int, int]:
+def read_header(prefix: str) -> tuple[type[np.number], int, int]:
     idx = prefix + ".idx"
     try:
         with open(idx, "rb") as f:
@@ -198,7 +198,7 @@ def check_shard(prefix: str, vocab_size: Optional[int] = None) -> ShardInfo:
         if not os.path.isfile(path):
             hint = " (an interrupted preprocess_data run leaves no .idx)" if path[-4:] == ".idx" else ""
             raise UserError(f"shard file {path} does not exist{hint}")
-    dtype, n_seq, n_doc = _read_header(prefix)
+    dtype, n_seq, n_doc = read_header(prefix)
     bin_bytes = os.path.getsize(prefix + ".bin")
     idx_bytes = os.path.getsize(prefix + ".idx")
     expected_idx = _HEADER_BYTES + n_seq * (4 + 8) + n_doc * 8

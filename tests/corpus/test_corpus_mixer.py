@@ -81,7 +81,7 @@ def test_declared_tokens_and_errors(tmp_path):
     with pytest.raises(UserError, match="sources.blog"):
         load_mix(bad)
     (tmp_path / "junk.idx").write_bytes(b"not an index at all, no" * 3)
-    with pytest.raises(UserError, match="bad magic"):
+    with pytest.raises(UserError, match="bad header"):
         idx_token_count(tmp_path / "junk")
 
 
