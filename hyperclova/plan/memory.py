@@ -21,7 +21,7 @@ import torch
 from hyperclova.config import ModelConfig
 from hyperclova.model.presets import count_params
 from hyperclova.plan.hardware import DEFAULT_MEMORY, MemoryModel
-from hyperclova.plan.layout import TP_PLAN, Layout, chunk_layers, has_embedding, has_head
+from hyperclova.plan.layout import TP_PLAN, Layout, has_embedding, has_head
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,7 @@ def model_stats(cfg: ModelConfig) -> ModelStats:
 
 def rank_params(stats: ModelStats, lay: Layout, pp_rank: int) -> int:
     """Parameters held by one rank of pipeline stage `pp_rank` (before ZeRO/FSDP sharding)."""
-    n_layers = sum(len(c) for c in chunk_layers(stats.cfg.n_layers, lay.pp, lay.vpp, pp_rank))
-    n = n_layers * stats.layer_params(lay.tp)
+    n = stats.cfg.n_layers // lay.pp * stats.layer_params(lay.tp)  # pp*vpp divides n_layers
     if has_embedding(lay, pp_rank):
         n += stats.tok_emb // lay.tp + stats.pos_emb
     if has_head(lay, pp_rank):

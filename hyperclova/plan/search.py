@@ -15,7 +15,7 @@ from hyperclova.config import ModelConfig
 from hyperclova.errors import UserError
 from hyperclova.plan.hardware import Cluster, Efficiency, MemoryModel
 from hyperclova.plan.layout import Layout
-from hyperclova.plan.memory import MemoryBreakdown, model_stats, peak_memory
+from hyperclova.plan.memory import MemoryBreakdown, ModelStats, model_stats, peak_memory
 from hyperclova.plan.perf import StepEstimate, estimate_step
 
 RECOMPUTE = ("none", "selective", "full")
@@ -54,9 +54,10 @@ class PlanRow:
         return self.step.t_bubble / self.step.t_pipeline
 
 
-def evaluate(job: Job, lay: Layout) -> PlanRow:
-    """Memory, step time, MFU and days of one layout (which must be valid for the job)."""
-    stats = model_stats(job.model)
+def evaluate(job: Job, lay: Layout, stats: ModelStats | None = None) -> PlanRow:
+    """Memory, step time, MFU and days of one layout (which must be valid for the job); `stats`
+    saves recounting the model for every candidate of a search."""
+    stats = stats or model_stats(job.model)
     n_micro = job.global_batch // (lay.dp * lay.micro_batch_size)
     stage, mem = peak_memory(stats, lay, n_micro, job.mem, job.flash)
     step = estimate_step(stats, lay, job.global_batch, job.cluster, job.eff)
@@ -107,6 +108,7 @@ def search(job: Job, **choices) -> list[PlanRow]:
         raise UserError(f"no layout of {job.model.n_layers} layers, {job.model.n_heads} heads fits "
                         f"{job.cluster.describe()} with global batch {job.global_batch}: the batch "
                         "must be divisible by the data-parallel degree")
-    rows = [evaluate(job, lay) for lay in layouts]
+    stats = model_stats(job.model)
+    rows = [evaluate(job, lay, stats) for lay in layouts]
     rows.sort(key=lambda r: (not r.fits, r.step.step_time, r.memory.total))
     return rows
