@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hyperclova.data.indexed import merge_shards
+from hyperclova.data.indexed import merge_shards, strip_shard_suffix
 from hyperclova.errors import UserError, cli_main
 
 
@@ -25,7 +25,7 @@ def expand(inputs: list[str]) -> list[str]:
                 raise UserError(f"input directory {item} has no .idx files")
             prefixes += found
         else:
-            prefixes.append(item[:-4] if item.endswith((".bin", ".idx")) else item)
+            prefixes.append(strip_shard_suffix(item))
     return prefixes
 
 

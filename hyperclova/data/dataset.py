@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from hyperclova.config import DataConfig
-from hyperclova.data.indexed import ShardInfo, check_shard, fingerprint, sequence_lengths
+from hyperclova.data.indexed import ShardInfo, check_shard, fingerprint, sequence_lengths, strip_shard_suffix
 from hyperclova.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def parse_blend(blend: list, where: str = "data.blend") -> tuple[list[str], Opti
         bad = [x for x in items if isinstance(x, (int, float))]
         if bad:
             raise UserError(f"{where}: mixes weights and bare prefixes ({bad[0]!r}); use pairs")
-        return [_strip_suffix(x) for x in items], None
+        return [strip_shard_suffix(x) for x in items], None
     if len(items) % 2:
         raise UserError(f"{where}: {len(items)} entries; weights and prefixes must come in pairs")
     prefixes, weights = [], []
@@ -62,7 +62,7 @@ def parse_blend(blend: list, where: str = "data.blend") -> tuple[list[str], Opti
         if isinstance(p, (int, float)) or _is_number(p):
             raise UserError(f"{where}[{i + 1}]: expected a shard prefix, got {p!r}")
         weights.append(float(w))
-        prefixes.append(_strip_suffix(p))
+        prefixes.append(strip_shard_suffix(p))
     return prefixes, weights
 
 
@@ -72,10 +72,6 @@ def _is_number(x) -> bool:
         return True
     except (TypeError, ValueError):
         return False
-
-
-def _strip_suffix(prefix: str) -> str:
-    return prefix[:-4] if prefix.endswith((".bin", ".idx")) else prefix
 
 
 def parse_split(split: str, where: str = "data.split") -> list[float]:

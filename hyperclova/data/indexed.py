@@ -156,6 +156,11 @@ class ShardInfo:
     max_token_id: int  # -1 for an empty shard
 
 
+def strip_shard_suffix(path: str) -> str:
+    """`data/x_text_document.bin` (or .idx) -> the shard prefix `data/x_text_document`."""
+    return path[:-4] if path.endswith((".bin", ".idx")) else path
+
+
 def read_header(prefix: str) -> tuple[type[np.number], int, int]:
     idx = prefix + ".idx"
     try:

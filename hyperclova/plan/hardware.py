@@ -7,7 +7,7 @@ and are printed by `tools/plan.py --explain`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hyperclova.errors import UserError
 
@@ -93,12 +93,4 @@ class MemoryModel:
     reserve: float = 4 * GiB
 
 
-DEFAULT_EFFICIENCY = Efficiency()
 DEFAULT_MEMORY = MemoryModel()
-
-
-@dataclass(frozen=True)
-class Hardware:
-    cluster: Cluster
-    eff: Efficiency = field(default_factory=Efficiency)
-    mem: MemoryModel = field(default_factory=MemoryModel)

@@ -92,7 +92,10 @@ def test_noisy_corpus_plants_every_kind(tmp_path):
     assert any(re.search(r"[ㅋㅎㅠ]{8,}", r["text"]) for r in recs)
 
 
-def test_fake_pii_passes_checksums():
+def test_fake_cards_pass_an_independent_luhn_check():
+    # (RRN and business numbers are checked by the PII detector's own validators in
+    # test_generated_pii_of_every_type_is_masked; checking them with the generator's functions
+    # could not fail.)
     import random
     rng = random.Random(0)
     for _ in range(200):
@@ -100,10 +103,6 @@ def test_fake_pii_passes_checksums():
         total = sum(int(d) if i % 2 == 0 else (2 * int(d) - 9 if int(d) > 4 else 2 * int(d))
                     for i, d in enumerate(reversed(card)))
         assert total % 10 == 0
-        rrn = nz.fake_rrn(rng).replace("-", "")
-        assert nz.rrn_check_digit(rrn[:12]) == rrn[12]
-        brn = nz.fake_brn(rng).replace("-", "")
-        assert nz.brn_check_digit(brn[:9]) == brn[9]
 
 
 @pytest.mark.parametrize("word,particle,expected", [

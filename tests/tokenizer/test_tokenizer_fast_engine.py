@@ -51,7 +51,8 @@ def test_identical_ids_property(pairs, kind):
     check()
 
 
-def test_threads_do_not_change_ids(tokenizer_dirs, docs):
-    one = load_tokenizer(tokenizer_dirs["bbpe"], threads=1)
-    two = load_tokenizer(tokenizer_dirs["bbpe"], threads=2)
+@pytest.mark.parametrize("engine", ["hf", "tiktoken"])
+def test_threads_do_not_change_ids(tokenizer_dirs, docs, engine):
+    one = load_tokenizer(tokenizer_dirs["bbpe"], engine=engine, threads=1)
+    two = load_tokenizer(tokenizer_dirs["bbpe"], engine=engine, threads=2)
     assert one.encode_batch(docs[:200]) == two.encode_batch(docs[:200])
