@@ -108,7 +108,10 @@ def generate(model: GPT, prompts: list[list[int]], s: Sampling, use_cache: bool 
 
 
 def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[GPT, Config]:
-    """A plain GPT with the weights of a checkpoint (a step dir, or a run's checkpoint dir)."""
+    """A plain GPT for inference from any of the forms a trained model takes: a run's checkpoint
+    dir (its `latest`) or a step dir (DCP), a `to-hf` export directory (config.json + weights), or
+    a `consolidate` safetensors file. The returned config's `data.tokenizer` names the tokenizer
+    to use with it (the export directory itself when it carries one), or is None."""
     import torch.distributed.checkpoint as dcp
 
     from hyperclova.config import load_config
@@ -116,6 +119,21 @@ def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[GPT, Config
     from hyperclova.train.checkpoint import resolve_load_path, single_process
     from hyperclova.train.engine import ModelState
 
+    src = Path(checkpoint)
+    if src.is_file() and src.suffix == ".safetensors":
+        from hyperclova.convert.to_hf import load_consolidated
+
+        model = load_consolidated(src, device)
+        return model.eval(), Config(model=model.cfg)
+    if (src / "config.json").is_file() and not (src / ".metadata").is_file():
+        from hyperclova.convert.from_hf import load_hf_model
+        from hyperclova.tokenizer.load import META_FILE
+
+        model, mc = load_hf_model(src, device)
+        cfg = Config(model=mc)
+        if (src / META_FILE).is_file():
+            cfg.data.tokenizer = str(src)
+        return model.eval(), cfg
     path = resolve_load_path(str(checkpoint))
     cfg = load_config(path / "config.yaml")
     model = build_model(cfg.model, device=device)

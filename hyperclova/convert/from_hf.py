@@ -170,5 +170,24 @@ def from_hf(hf_dir: str | Path, out_dir: str | Path, dtype: str = "fp32",
     return Summary(src, final, len(state), n_params, size, notes)
 
 
+def load_hf_model(hf_dir: str | Path, device: str | torch.device = "cpu",
+                  dtype: torch.dtype = torch.float32, allow_approx_gelu: bool = False):
+    """Our GPT with the weights of a GPT-2-architecture HF directory (a `to-hf` export), in memory:
+    for evaluating or serving an export without writing a checkpoint. Returns (GPT, ModelConfig)."""
+    from hyperclova.model.gpt import GPT
+
+    src = Path(hf_dir)
+    model_cfg = model_config_from_hf(read_hf_config(src), str(src / "config.json"), allow_approx_gelu)
+    weights = HFWeights(src)
+    check_hf_weights(weights, model_cfg, str(src))
+    with torch.device("meta"):
+        model = GPT(model_cfg)
+    state = {m.ours: m.from_hf(weights.get(m.hf), model_cfg.n_heads).to(device=device, dtype=dtype)
+             for m in all_maps(model_cfg)}
+    model.load_state_dict(state, strict=False, assign=True)  # the tied head is set below
+    model.tie_weights()
+    return model, model_cfg
+
+
 def _producer(weights: HFWeights, m, n_heads: int, dtype: torch.dtype):
     return lambda: m.from_hf(weights.get(m.hf), n_heads).to(dtype)

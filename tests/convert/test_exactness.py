@@ -148,6 +148,24 @@ def test_consolidate_serves_the_same_model(tmp_path, tiny_ckpt):
         assert torch.equal(served(tokens), model(tokens))
 
 
+def test_load_model_reads_every_form_of_a_trained_model(tmp_path, tiny_ckpt):
+    """`hyperclova.generate.load_model` (what evaluation and serving load) gives the same logits
+    from the DCP checkpoint, a `to-hf` export and a `consolidate` file."""
+    from hyperclova.generate import load_model
+
+    cfg, model, ckpt = tiny_ckpt
+    to_hf(ckpt, tmp_path / "hf")
+    consolidate(ckpt, tmp_path / "one.safetensors")
+    tokens = torch.randint(0, cfg.model.vocab_size, (2, 24))
+    with torch.no_grad():
+        want = model(tokens)
+        for src in (ckpt, tmp_path / "hf", tmp_path / "one.safetensors"):
+            loaded, loaded_cfg = load_model(src)
+            assert loaded_cfg.model.n_layers == cfg.model.n_layers
+            assert loaded.lm_head.weight is loaded.tok_emb.weight
+            assert torch.equal(loaded(tokens), want), src
+
+
 def test_from_hf_reads_sharded_and_legacy_formats(tmp_path, tiny_ckpt):
     """A sharded safetensors index and an old-style pytorch_model.bin (no `transformer.` prefix,
     causal-mask buffers stored) import to the same tensors as model.safetensors."""
