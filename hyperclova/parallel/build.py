@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from torch.distributed.tensor import DTensor, distribute_tensor
+from torch.distributed.tensor import DTensor
 
 from hyperclova.config import Config, ConfigError
 from hyperclova.errors import UserError
@@ -108,12 +108,12 @@ def build_parts(cfg: Config, device: torch.device,
         for part in parts:
             part.to_empty(device=device)
             part.tie_weights()  # to_empty gives plain (non-DTensor) tied parameters two copies
-            init_local_shards(part, cfg.train.seed)
+            init_local_shards(part, cfg.train.seed, coord)
     return BuiltModel(parts, ids, lay, coord, mesh, base)
 
 
 @torch.no_grad()
-def init_local_shards(part: GPT, seed: int) -> None:
+def init_local_shards(part: GPT, seed: int, coord: Coord) -> None:
     """Initialise this rank's shard of every parameter of `part`: each is drawn whole on the
     device from its own generator and sliced by its placements (no communication)."""
     seen = set()
@@ -125,10 +125,23 @@ def init_local_shards(part: GPT, seed: int) -> None:
             fqn = plain_name(f"{mod_name}.{pname}" if mod_name else pname)
             full = torch.empty(p.shape, dtype=p.dtype, device=_local(p).device)
             init_parameter(part, module, fqn, pname, full, seed)
-            if isinstance(p, DTensor):
-                full = distribute_tensor(full, p.device_mesh, p.placements,
-                                         src_data_rank=None).to_local()
-            _local(p).copy_(full)
+            _local(p).copy_(local_slice(full, p, coord) if isinstance(p, DTensor) else full)
+
+
+def local_slice(full: torch.Tensor, p: DTensor, coord: Coord) -> torch.Tensor:
+    """This rank (at `coord`)'s piece of `full` for the sharded parameter `p`. Shardings are
+    undone in the order they were applied, innermost mesh dimension first: tensor parallelism cut
+    the whole tensor, then FSDP2 cut dim 0 of the TP piece into torch.chunk-sized shards (the
+    last ones shorter or empty)."""
+    coords = [getattr(coord, name) for name in p.device_mesh.mesh_dim_names]
+    for i in reversed(range(p.device_mesh.ndim)):
+        dim = getattr(p.placements[i], "dim", None)  # Shard, or FSDP2's _StridedShard over TP
+        if dim is not None:
+            n = p.device_mesh.size(i)
+            chunks = list(torch.chunk(full, n, dim=dim))
+            chunks += [full.narrow(dim, 0, 0)] * (n - len(chunks))
+            full = chunks[coords[i]]
+    return full
 
 
 def _local(t: torch.Tensor) -> torch.Tensor:

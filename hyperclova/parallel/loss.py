@@ -46,6 +46,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                     out = torch.stack(out)
                     part = torch.stack([torch.logsumexp(out[:, 0], 0), out[:, 1].sum(0)])
                 lse[s:s + chunk], target[s:s + chunk] = part[0], part[1]
+                del logits, part  # before the next chunk's logits exist
             valid = labels != IGNORE
             count = valid.sum()
             loss = torch.where(valid, lse - target, 0.0).sum() / count
@@ -72,6 +73,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 pc = p.to(dtype)
                 grad_h[s:s + chunk] = pc @ wc
                 grad_w += (pc.T @ hc[s:s + chunk]).float()
+                del p, pc  # before the next chunk's logits exist
         return grad_h, grad_w.to(w.dtype), None, None, None, None, None
 
 

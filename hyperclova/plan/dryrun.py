@@ -78,6 +78,12 @@ def fake_process_group(rank: int, world_size: int):
         yield
     finally:
         dist.destroy_process_group()
+        # DTensor caches sharding decisions by mesh, and meshes of two ranks compare equal: the
+        # next rank measured in this process must not reuse this one's mesh objects.
+        try:
+            DTensor._op_dispatcher.sharding_propagator.propagate_op_sharding.cache_clear()
+        except AttributeError:  # pragma: no cover - another torch version's internals
+            pass
 
 
 def _local(t: torch.Tensor) -> torch.Tensor:
@@ -90,7 +96,7 @@ def _tp_numel(p: torch.Tensor) -> int:
     if isinstance(p, DTensor):
         names = p.device_mesh.mesh_dim_names or ()
         for name, pl, size in zip(names, p.placements, p.device_mesh.shape):
-            if name == "tp" and pl.is_shard():
+            if name == "tp" and getattr(pl, "dim", None) is not None:
                 shape[pl.dim] = math.ceil(shape[pl.dim] / size)
     return math.prod(shape)
 
