@@ -30,6 +30,7 @@ def check(*overrides, world=None):
     (["parallel.dp_shard=3"], 3, "train.global_batch_size=8 is not divisible"),
     (["parallel.pp=2", "parallel.schedule=zb"], 2, "parallel.schedule='zb' is not one of"),
     (["parallel.tp=0"], 0, "parallel.tp must be at least 1"),
+    (["model.dropout=0.1", "parallel.tp=2"], 2, "model.dropout=0.1 with parallel.tp=2 is not supported"),
 ])
 def test_bad_layout_is_rejected_with_a_fix(overrides, world, needle):
     with pytest.raises(ConfigError) as info:
