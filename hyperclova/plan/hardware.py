@@ -34,6 +34,25 @@ GPUS = {
 }
 
 
+# Dense bf16 tensor-core peak FLOP/s from NVIDIA's data sheets (half of the "with sparsity"
+# figures), by a substring of torch.cuda.get_device_name(); the first match wins, so the PCIe and
+# NVL variants (lower clocks and power) come before their SXM namesakes.
+PEAK_BF16_BY_NAME = (
+    ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H200 NVL", 835e12), ("GH200", 989e12),
+    ("H100", 989e12), ("H200", 989e12), ("H800", 989e12), ("B200", 2250e12),
+    ("A100", 312e12), ("A800", 312e12), ("L40S", 362e12), ("L4", 121e12), ("A10G", 125e12),
+    ("V100", 125e12),  # fp16: V100 has no bf16 (train.dtype=auto picks fp32 there)
+)
+
+
+def peak_bf16(device_name: str) -> float | None:
+    """Data-sheet dense bf16 peak of a GPU by its CUDA device name, None when unknown."""
+    for key, value in PEAK_BF16_BY_NAME:
+        if key in device_name:
+            return value
+    return None
+
+
 def get_gpu(name: str) -> GPU:
     key = name.strip().lower()
     if key not in GPUS:

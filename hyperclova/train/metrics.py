@@ -10,10 +10,6 @@ import torch
 
 from hyperclova.config import Config, ModelConfig
 
-# Dense bf16 peak FLOP/s per device, by a substring of torch.cuda.get_device_name().
-PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "A10G": 125e12, "L40S": 362e12,
-             "L4": 121e12, "V100": 125e12}
-
 
 def flops_per_token(cfg: ModelConfig, n_params: int) -> float:
     """Training FLOPs per token: 6 per weight (forward + backward matmuls, the tied output layer
@@ -27,10 +23,9 @@ def peak_flops(cfg: Config, device: torch.device) -> float | None:
     if cfg.logging.peak_flops:
         return cfg.logging.peak_flops
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        for key, value in PEAK_BF16.items():
-            if key in name:
-                return value
+        from hyperclova.plan.hardware import peak_bf16
+
+        return peak_bf16(torch.cuda.get_device_name(device))
     return None
 
 

@@ -85,3 +85,13 @@ def test_82b_on_1024_a100_next_to_reported_days(capsys):
     # an estimate, not a fit: the paper's run was slower than an ideal Megatron layout, but the
     # same order of magnitude
     assert 13.4 / 4 < best.days < 13.4 * 1.5
+
+
+def test_peak_table_knows_pcie_and_nvl_variants():
+    from hyperclova.plan.hardware import peak_bf16
+
+    assert peak_bf16("NVIDIA H100 80GB HBM3") == 989e12  # SXM
+    assert peak_bf16("NVIDIA H100 PCIe") == 756e12
+    assert peak_bf16("NVIDIA H100 NVL") == peak_bf16("NVIDIA H200 NVL") == 835e12
+    assert peak_bf16("NVIDIA H200") == 989e12 and peak_bf16("NVIDIA A100-SXM4-80GB") == 312e12
+    assert peak_bf16("Some Future GPU") is None
