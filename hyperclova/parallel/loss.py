@@ -1,15 +1,16 @@
 """The output layer fused with the cross-entropy, chunked over tokens and vocabulary-parallel.
 
 The logits of a 64k vocabulary in fp32 are the largest activation of a GPT step (Korthikanti et
-al.'s 4 s b V bytes, twice over with their gradient). Here the projection `h @ W.T` and the loss
-run over chunks of `chunk` tokens: the forward keeps only each token's log-sum-exp, the backward
-recomputes one chunk of logits at a time, so at most (chunk x V/tp) fp32 logits exist at once.
+al.'s 4 s b V bytes, several times over with softmax and gradient). Here the projection `h @ W.T`
+and the loss run over chunks of `chunk` tokens, and when gradients are wanted they are computed
+right there, chunk by chunk (softmax minus one-hot, times W and times h): the backward only
+scales them. At most (chunk x V/tp) fp32 logits exist at once, and no matmul runs twice.
 
 Under tensor parallelism W holds this rank's slice of the vocabulary (it is the vocab-parallel
 embedding, tied): every rank computes its slice's log-sum-exp and target logit, and one
 all-gather per chunk combines them (Megatron's vocab-parallel cross-entropy). The gradient of the
-hidden states is a partial sum over the TP ranks; DTensor reduces it (all-reduce, or reduce-scatter
-under sequence parallelism) on the way back.
+hidden states is then a partial sum over the TP ranks; DTensor reduces it (all-reduce, or
+reduce-scatter under sequence parallelism) on the way back.
 """
 from __future__ import annotations
 
@@ -31,50 +32,49 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, w, labels, chunk, group, vocab_start, dtype):
         n, v_local = h.size(0), w.size(0)
+        grads = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         with torch.autocast(h.device.type, enabled=False):
             hc, wc = h.to(dtype), w.to(dtype)
-            lse = torch.empty(n, dtype=torch.float32, device=h.device)
-            target = torch.empty(n, dtype=torch.float32, device=h.device)
-            for s in range(0, n, chunk):
-                logits = (hc[s:s + chunk] @ wc.T).float()
-                idx, inside = _local_targets(labels[s:s + chunk], vocab_start, v_local)
-                part = torch.stack([torch.logsumexp(logits, -1),
-                                    logits.gather(1, idx[:, None]).squeeze(1) * inside])
-                if group is not None:  # every rank's log-sum-exp and target logit (zero off-rank)
-                    out = [torch.empty_like(part) for _ in range(dist.get_world_size(group))]
-                    dist.all_gather(out, part, group=group)
-                    out = torch.stack(out)
-                    part = torch.stack([torch.logsumexp(out[:, 0], 0), out[:, 1].sum(0)])
-                lse[s:s + chunk], target[s:s + chunk] = part[0], part[1]
-                del logits, part  # before the next chunk's logits exist
             valid = labels != IGNORE
             count = valid.sum()
-            loss = torch.where(valid, lse - target, 0.0).sum() / count
-        ctx.save_for_backward(h, w, labels, lse, count)
-        ctx.chunk, ctx.vocab_start, ctx.dtype = chunk, vocab_start, dtype
-        return loss
+            total = torch.zeros((), dtype=torch.float32, device=h.device)
+            grad_h = torch.empty_like(h) if grads else None
+            grad_w = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if grads else None
+            for s in range(0, n, chunk):
+                e = (hc[s:s + chunk] @ wc.T).float()
+                m = e.amax(-1, keepdim=True)
+                e.sub_(m).exp_()  # exp(logit - row max), in place: one chunk-sized buffer
+                z = e.sum(-1)
+                idx, inside = _local_targets(labels[s:s + chunk], vocab_start, v_local)
+                lse_local = m.squeeze(-1) + z.log()
+                target = (e.gather(1, idx[:, None]).squeeze(1).log() + m.squeeze(-1)) * inside
+                lse = lse_local
+                if group is not None:  # every rank's log-sum-exp and target (zero off-rank)
+                    parts = [torch.empty(2, e.size(0), device=e.device)
+                             for _ in range(dist.get_world_size(group))]
+                    dist.all_gather(parts, torch.stack([lse_local, target]), group=group)
+                    parts = torch.stack(parts)
+                    lse, target = torch.logsumexp(parts[:, 0], 0), parts[:, 1].sum(0)
+                ok = valid[s:s + chunk]
+                total += torch.where(ok, lse - target, 0.0).sum()
+                if grads:  # d loss / d logits = (softmax - onehot(target)) / count; 0 if masked
+                    e.mul_((torch.exp(lse_local - lse) / z * ok / count)[:, None])
+                    e.scatter_add_(1, idx[:, None], -(inside * ok / count).to(e.dtype)[:, None])
+                    pc = e.to(dtype)
+                    del e
+                    grad_h[s:s + chunk] = pc @ wc
+                    grad_w += (pc.T @ hc[s:s + chunk]).float()
+                    del pc  # before the next chunk's logits exist
+                else:
+                    del e
+        if grads:
+            ctx.save_for_backward(grad_h, grad_w.to(w.dtype))
+        return total / count
 
     @staticmethod
     def backward(ctx, grad):
-        h, w, labels, lse, count = ctx.saved_tensors
-        chunk, dtype, v_local = ctx.chunk, ctx.dtype, w.size(0)
-        with torch.autocast(h.device.type, enabled=False):
-            hc, wc = h.to(dtype), w.to(dtype)
-            grad_h = torch.empty_like(h)
-            grad_w = torch.zeros(w.shape, dtype=torch.float32, device=w.device)
-            scale = grad.float() / count
-            for s in range(0, h.size(0), chunk):
-                lab = labels[s:s + chunk]
-                # d loss / d logits = (softmax - onehot(target)) / count, zero on masked tokens
-                p = torch.exp((hc[s:s + chunk] @ wc.T).float() - lse[s:s + chunk, None])
-                idx, inside = _local_targets(lab, ctx.vocab_start, v_local)
-                p.scatter_add_(1, idx[:, None], -inside.to(p.dtype)[:, None])
-                p *= (scale * (lab != IGNORE))[:, None]
-                pc = p.to(dtype)
-                grad_h[s:s + chunk] = pc @ wc
-                grad_w += (pc.T @ hc[s:s + chunk]).float()
-                del p, pc  # before the next chunk's logits exist
-        return grad_h, grad_w.to(w.dtype), None, None, None, None, None
+        grad_h, grad_w = ctx.saved_tensors
+        return grad_h * grad.to(grad_h.dtype), grad_w * grad.to(grad_w.dtype), None, None, None, None, None
 
 
 def _local_targets(labels: torch.Tensor, vocab_start: int, v_local: int):

@@ -139,18 +139,18 @@ def inflight_layers(cfg: ModelConfig, lay: Layout, pp_rank: int, n_micro: int) -
 
 def head_activation_bytes(cfg: ModelConfig, lay: Layout, loss_chunk: int = DEFAULT_LOSS_CHUNK) -> float:
     """What the last stage's final LayerNorm, output layer and loss hold for one micro-batch at
-    their peak, the loss's backward (bf16 training): the LayerNorm's 16-bit input (sequence-
-    sharded under SP); the whole sequence's 16-bit hidden states, their gradient and the fp32
-    log-sum-exp and target logit of every token; one chunk's fp32 logits and softmax (8 bytes per
-    logit); and of this rank's output-weight slice a 16-bit copy, the fp32 gradient and one
-    chunk's 16-bit and fp32 contribution to it (12 bytes per weight). `loss_chunk` 0 is one chunk
-    per micro-batch: every token's logits at once. Checked against the loss itself in
+    their peak (bf16 training): the LayerNorm's 16-bit input (sequence-sharded under SP); the
+    whole sequence's 16-bit hidden states and their gradient, and two fp32 numbers per token;
+    one chunk's fp32 logits, turned into their gradient in place, and its 16-bit copy (6 bytes
+    per logit); of this rank's output-weight slice a 16-bit copy, the fp32 gradient and one
+    chunk's contribution to it (10 bytes per weight). `loss_chunk` 0 is one chunk per
+    micro-batch: every token's logits at once. Checked against the loss itself in
     tests/plan/test_memory.py."""
     s, b, h, t, v = cfg.seq_len, lay.micro_batch_size, cfg.d_model, lay.tp, cfg.vocab_size
     tokens = s * b
     chunk = tokens if loss_chunk <= 0 else min(loss_chunk, tokens)
     ln_input = 2 * tokens * h / (t if lay.sequence_parallel else 1)
-    return ln_input + 4 * tokens * h + 8 * tokens + 8 * chunk * v / t + 12 * v * h / t
+    return ln_input + 4 * tokens * h + 8 * tokens + 6 * chunk * v / t + 10 * v * h / t
 
 
 def activation_bytes(cfg: ModelConfig, lay: Layout, pp_rank: int, n_micro: int,
