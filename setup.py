@@ -31,5 +31,7 @@ setup(
         "dev": ["pytest", "pytest-timeout", "hypothesis", "transformers>=4.40"],
         "mpi": ["mpi4py", "mpich"],
         "ray": ["ray"],
+        # train.float8=true on sm89+ GPUs (never the default; hyperclova/parallel/build.py)
+        "float8": ["torchao>=0.9"],
     },
 )

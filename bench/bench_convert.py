@@ -1,4 +1,4 @@
-"""Peak memory of checkpoint conversion (issue 7 §3): streaming vs loading everything at once.
+"""Peak memory of checkpoint conversion (docs/convert.md): streaming vs loading everything at once.
 
     OMP_NUM_THREADS=1 python bench/bench_convert.py --preset 350m --workdir /tmp/bench_convert
 

@@ -1,4 +1,4 @@
-"""Benchmarks of the parallel layouts on CPU/gloo (issue 3).
+"""Benchmarks of the parallel layouts on CPU/gloo (docs/parallel.md).
 
     python bench/bench_parallel.py layouts   # step time of each layout, tiny model
     python bench/bench_parallel.py bubble    # pipeline bubble fraction vs theory

@@ -1,4 +1,4 @@
-"""Tokenizer benchmarks (issue 4): encode throughput per core of every type and of MeCab-ko alone,
+"""Tokenizer benchmarks (docs/tokenizers.md): encode throughput per core of every type and of MeCab-ko alone,
 and training time and peak memory of every type at two sample sizes.
 
 Everything runs on one core (OMP_NUM_THREADS=1, one encode thread). Throughput rounds alternate

@@ -24,6 +24,7 @@ from torch.distributed.tensor import DTensor
 from hyperclova.config import Config, ConfigError
 from hyperclova.errors import UserError
 from hyperclova.model.gpt import GPT, init_parameter
+from hyperclova.parallel.accounting import local_tensor
 from hyperclova.parallel.data import apply_dp
 from hyperclova.parallel.layout import Coord, Layout, build_mesh, check_layout
 from hyperclova.parallel.pipeline import cut_stage
@@ -123,9 +124,9 @@ def init_local_shards(part: GPT, seed: int, coord: Coord) -> None:
                 continue  # a tied parameter, reached again through its other module
             seen.add(id(p))
             fqn = plain_name(f"{mod_name}.{pname}" if mod_name else pname)
-            full = torch.empty(p.shape, dtype=p.dtype, device=_local(p).device)
+            full = torch.empty(p.shape, dtype=p.dtype, device=local_tensor(p).device)
             init_parameter(part, module, fqn, pname, full, seed)
-            _local(p).copy_(local_slice(full, p, coord) if isinstance(p, DTensor) else full)
+            local_tensor(p).copy_(local_slice(full, p, coord) if isinstance(p, DTensor) else full)
 
 
 def local_slice(full: torch.Tensor, p: DTensor, coord: Coord) -> torch.Tensor:
@@ -143,9 +144,6 @@ def local_slice(full: torch.Tensor, p: DTensor, coord: Coord) -> torch.Tensor:
             full = chunks[coords[i]]
     return full
 
-
-def _local(t: torch.Tensor) -> torch.Tensor:
-    return t.to_local() if isinstance(t, DTensor) else t
 
 
 def convert_to_float8(model: GPT, device: torch.device, lay: Layout) -> None:

@@ -11,9 +11,8 @@ import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 
+from hyperclova.parallel.accounting import local_tensor
 
-def _local(t: torch.Tensor) -> torch.Tensor:
-    return t.to_local() if isinstance(t, DTensor) else t
 
 
 def _sharded_over(g: torch.Tensor) -> tuple:
@@ -29,7 +28,7 @@ def global_norm(grads: list[torch.Tensor], pp_group=None) -> torch.Tensor:
     """L2 norm of `grads` (each counted once) over every rank that holds a piece of them."""
     groups: dict[tuple, list[torch.Tensor]] = {}
     for g in grads:
-        groups.setdefault(_sharded_over(g), []).append(_local(g))
+        groups.setdefault(_sharded_over(g), []).append(local_tensor(g))
     keys = list(groups)
     device = next(iter(groups.values()))[0].device if groups else torch.device("cpu")
     if not keys:
@@ -60,6 +59,6 @@ def clip_(grads: list[torch.Tensor], norm: torch.Tensor, max_norm: float) -> Non
     coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
     by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
     for g in grads:
-        by_dtype.setdefault(g.dtype, []).append(_local(g))
+        by_dtype.setdefault(g.dtype, []).append(local_tensor(g))
     for dtype, ts in by_dtype.items():
         torch._foreach_mul_(ts, coef.to(dtype))

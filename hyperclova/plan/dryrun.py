@@ -28,6 +28,7 @@ from torch.distributed.tensor import DTensor
 
 from hyperclova.config import Config, load_config
 from hyperclova.errors import UserError, cli_main
+from hyperclova.parallel.accounting import local_tensor
 from hyperclova.parallel.build import build_parts
 from hyperclova.parallel.layout import (
     Coord,
@@ -86,9 +87,6 @@ def fake_process_group(rank: int, world_size: int):
             pass
 
 
-def _local(t: torch.Tensor) -> torch.Tensor:
-    return t.to_local() if isinstance(t, DTensor) else t
-
 
 def _tp_numel(p: torch.Tensor) -> int:
     """Elements of `p` held by one TP rank before data-parallel sharding."""
@@ -107,7 +105,7 @@ def measure_rank(cfg: Config, rank: int, n_micro: int) -> RankReport:
     with fake_process_group(rank, lay.world_size):
         built = build_parts(cfg, torch.device("cpu"), materialize=False)
         params = list({id(p): p for m in built.parts for p in m.parameters()}.values())
-        local = [_local(p) for p in params]
+        local = [local_tensor(p) for p in params]
         blocks = [sum(_tp_numel(p) for p in b.parameters()) for m in built.parts
                   for b in m.layers.values()]
     # AdamW's state is elementwise (two moments per element): one flat meta tensor of all local

@@ -1,4 +1,4 @@
-"""Hugging Face `transformers` interop (issue 4 §6).
+"""Hugging Face `transformers` interop (docs/tokenizers.md).
 
 The `tokenizer.json` of `bbpe` and `char-bpe` is a complete HF tokenizer: `to_transformers(dir)`
 loads it as a `PreTrainedTokenizerFast` that encodes exactly like `Tokenizer`. `morpheme-bbpe` needs

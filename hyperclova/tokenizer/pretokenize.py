@@ -5,9 +5,9 @@ morpheme split. It is GPT-2's pattern with three changes, each for a reason:
 - whitespace is an explicit character class (Unicode White_Space), not `\\s`, because the Oniguruma
   engine inside HF `tokenizers` and the Rust `regex` engine inside `tiktoken` disagree on `\\s`;
 - runs are capped (32 letters/symbols/spaces, 3 digits) so a 10 MB line without spaces becomes many
-  short pre-tokens: BPE memory and time stay bounded (issue 4 §4, §7);
+  short pre-tokens: BPE memory and time stay bounded;
 - the morpheme marker (U+001F) is always a pre-token of its own, so a marker placed between two
-  morphemes is a wall no merge can cross (issue 4 §1). The marker's id is dropped after encoding.
+  morphemes is a wall no merge can cross. The marker's id is dropped after encoding.
 """
 from __future__ import annotations
 

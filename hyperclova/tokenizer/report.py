@@ -1,4 +1,4 @@
-"""Tokenizer comparison (issue 4 §8): fertility, morpheme-boundary crossing, unknown rate, and the
+"""Tokenizer comparison (docs/tokenizers.md): fertility, morpheme-boundary crossing, unknown rate, and the
 vocabulary overlap between tokenizers trained on different sample ratios."""
 from __future__ import annotations
 

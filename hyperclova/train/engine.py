@@ -32,6 +32,7 @@ from torch.distributed.tensor import DTensor
 
 from hyperclova.config import Config
 from hyperclova.errors import UserError
+from hyperclova.parallel.accounting import local_tensor
 from hyperclova.parallel.build import (
     BuiltModel,
     ModelTransform,
@@ -250,7 +251,7 @@ class Engine:
         params = self._tied_params()
         if not params or any(p.grad is None for p in params):
             return
-        local = [p.grad.to_local() if isinstance(p.grad, DTensor) else p.grad for p in params]
+        local = [local_tensor(p.grad) for p in params]
         total = torch.stack(local).sum(0) if len(local) > 1 else local[0].clone()
         if self.embed_group is not None:
             dist.all_reduce(total, group=self.embed_group)

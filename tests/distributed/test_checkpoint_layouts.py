@@ -1,5 +1,5 @@
 """A checkpoint written in one layout loads into another and training continues with the losses
-it would have had without the change (issue 3 §4), through the real CLI under torchrun."""
+it would have had without the change (docs/parallel.md), through the real CLI under torchrun."""
 from __future__ import annotations
 
 import pytest
@@ -38,7 +38,7 @@ def _run(nproc, overrides, shard, run, *extra):
         return
     proc = launch(nproc, "-m", "hyperclova.train", *args, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    # Every rank logs its memory at start-up (issue 3 §6).
+    # Every rank logs its memory at start-up (docs/parallel.md).
     for rank in range(nproc):
         assert f"rank {rank} [pp" in proc.stdout and "optimizer state" in proc.stdout
 

@@ -1,4 +1,4 @@
-"""Failure behaviour (issue 3 §5): a rank that raises, is killed, or hangs makes the whole job
+"""Failure behaviour (docs/parallel.md): a rank that raises, is killed, or hangs makes the whole job
 exit non-zero well within the process-group timeout, naming the failing rank and its error."""
 from __future__ import annotations
 

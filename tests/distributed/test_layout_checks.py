@@ -2,7 +2,7 @@
 import pytest
 
 from hyperclova.config import ConfigError, load_config
-from hyperclova.parallel.layout import Layout, check_layout
+from hyperclova.parallel.layout import check_layout
 
 BASE = ["model.n_layers=4", "model.d_model=64", "model.n_heads=4", "model.vocab_size=256",
         "model.seq_len=32", "train.global_batch_size=8", "train.micro_batch_size=2"]

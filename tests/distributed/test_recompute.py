@@ -1,4 +1,4 @@
-"""Activation recompute cuts the bytes kept for backward (issue 3 §6) and changes no gradient.
+"""Activation recompute cuts the bytes kept for backward (docs/parallel.md) and changes no gradient.
 
 Bytes are counted with `saved_tensors_hooks` (each storage once). Selective recompute keeps the
 outputs of the ops its policy marks MUST_SAVE in checkpoint's own cache, which those hooks do not

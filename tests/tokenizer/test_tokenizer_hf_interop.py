@@ -1,4 +1,4 @@
-"""tokenizer.json loads in `transformers` and encodes identically (issue 4 §6)."""
+"""tokenizer.json loads in `transformers` and encodes identically (docs/tokenizers.md)."""
 from __future__ import annotations
 
 import pytest

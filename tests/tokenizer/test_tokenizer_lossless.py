@@ -1,4 +1,4 @@
-"""decode(encode(text)) == text byte for byte (issue 4 §3), for any valid UTF-8."""
+"""decode(encode(text)) == text byte for byte (docs/tokenizers.md), for any valid UTF-8."""
 from __future__ import annotations
 
 import unicodedata

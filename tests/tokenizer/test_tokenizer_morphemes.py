@@ -1,4 +1,4 @@
-"""MeCab-ko segmentation and the morpheme walls it puts into BPE (issue 4 §1, §7)."""
+"""MeCab-ko segmentation and the morpheme walls it puts into BPE (docs/tokenizers.md)."""
 from __future__ import annotations
 
 import resource

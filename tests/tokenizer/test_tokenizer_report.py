@@ -1,4 +1,4 @@
-"""The tokenizer comparison report (issue 4 §8)."""
+"""The tokenizer comparison report (docs/tokenizers.md)."""
 from __future__ import annotations
 
 import json
