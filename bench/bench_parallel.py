@@ -3,7 +3,7 @@
     python bench/bench_parallel.py layouts   # step time of each layout, tiny model
     python bench/bench_parallel.py bubble    # pipeline bubble fraction vs theory
 
-`layouts` runs the parallel engine for a few steps per layout and reports the median step time.
+`layouts` runs the engine for a few steps per layout and reports the median step time.
 `bubble` isolates the schedule from CPU contention: every stage "computes" by sleeping (forward t,
 backward 2t, per micro-batch, split over the rank's virtual stages), so the measured bubble
 1 - busy/step is the schedule's own, comparable with (p-1)/(m+p-1) for GPipe/1F1B and
@@ -58,7 +58,7 @@ def layout_worker(out: str, overrides: list[str], steps: int) -> None:
     dist.init_process_group("gloo")
     cfg = load_config(None, TINY + overrides)
     engine = build_engine(cfg, torch.device("cpu"))
-    dp, n = engine.layout.dp_size, cfg.train.global_batch_size
+    dp, n = engine.dp_size, cfg.train.global_batch_size
     n_micro = n // (cfg.train.micro_batch_size * dp)
     g = torch.Generator().manual_seed(0)
     seq = torch.randint(0, cfg.model.vocab_size, (n // dp, cfg.model.seq_len + 1), generator=g)
@@ -94,7 +94,7 @@ def bubble_worker(out: str, schedule: str, vpp: int, n_micro: int) -> None:
     from torch.distributed.pipelining import PipelineStage
     from torch.distributed.pipelining.schedules import PipelineScheduleSingle, get_schedule_class
 
-    from hyperclova.parallel.mesh import SCHEDULES
+    from hyperclova.parallel.layout import SCHEDULES
 
     class Sleep(torch.autograd.Function):
         @staticmethod

@@ -1,4 +1,4 @@
-"""Compare tokenizer types trained on the same corpus (docs/tokenizers.md): fertility, share of tokens that
+"""Compare tokenizer types trained on the same corpus (issue 4 §8): fertility, share of tokens that
 cross a morpheme boundary, unknown rate, and vocabulary overlap against sample ratio (PNG).
 
     python tools/tokenizer_report.py --input train.jsonl --eval eval.jsonl --out-dir runs/tokreport \

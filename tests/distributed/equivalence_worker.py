@@ -1,4 +1,4 @@
-"""Run under torchrun: for each named layout, build the parallel engine, train a few steps and
+"""Run under torchrun: for each named layout, build the engine, train a few steps and
 write what the single-process reference is compared with to OUT/<case>.rank<r>.pt.
 
     torchrun --nproc_per_node 2 tests/distributed/equivalence_worker.py OUT name:key=v,key=v ...

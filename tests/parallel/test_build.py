@@ -86,3 +86,12 @@ def test_meta_build_allocates_nothing():
 def test_features_that_cannot_run_here_are_refused_clearly(overrides, needle):
     with pytest.raises(ConfigError, match=needle):
         build_engine(load_config(None, BASE + overrides))
+
+
+def test_compile_is_on_by_default_on_cuda_only():
+    from hyperclova.parallel.build import compile_enabled
+
+    cfg = load_config(None, BASE)
+    assert compile_enabled(cfg, torch.device("cuda")) and not compile_enabled(cfg, torch.device("cpu"))
+    off = load_config(None, BASE + ["parallel.compile=false"])
+    assert not compile_enabled(off, torch.device("cuda"))

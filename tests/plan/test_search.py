@@ -62,7 +62,7 @@ def test_overrides_load_into_the_config_and_the_engine_accepts_them(rows_13b):
         cfg = load_config(None, ["model=13b"] + lay.overrides(job.global_batch))
         assert Layout.from_config(cfg) == lay
         assert cfg.train.global_batch_size == job.global_batch
-        check_layout(cfg, world_size=128)  # the parallel engine's own validation
+        check_layout(cfg, world_size=128)  # the trainer's own validation
 
 
 def test_layouts_the_trainer_refuses_are_never_offered():
