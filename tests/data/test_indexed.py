@@ -132,19 +132,30 @@ def test_merge_refuses_mixed_dtypes(tmp_path):
 
 
 def test_merge_cli(tmp_path, capsys):
+    """--output-prefix and input prefixes mean {prefix}_{key}_document, as for preprocess_data."""
     from tools.merge_datasets import main
 
     parts = tmp_path / "parts"
     parts.mkdir()
-    write_shard(str(parts / "p1"), random_docs(4, 0, 50, seed=1))
-    write_shard(str(parts / "p0"), random_docs(3, 0, 50, seed=2))
+    write_shard(str(parts / "p1_text_document"), random_docs(4, 0, 50, seed=1))
+    write_shard(str(parts / "p0_text_document"), random_docs(3, 0, 50, seed=2))
+    write_shard(str(parts / "p0_title_document"), random_docs(3, 0, 50, seed=3))  # another key: not merged
     main(["--input", str(parts), "--output-prefix", str(tmp_path / "all")])
     assert "merged 2 shards" in capsys.readouterr().out
-    ds, first = IndexedDataset(str(tmp_path / "all")), IndexedDataset(str(parts / "p0"))
+    ds, first = IndexedDataset(str(tmp_path / "all_text_document")), IndexedDataset(str(parts / "p0_text_document"))
+    assert len(ds) == 7
     np.testing.assert_array_equal(ds[0], first[0])  # directories merge in name order
-    with pytest.raises(SystemExit) as e:
-        main(["--input", str(tmp_path / "missing"), "--output-prefix", str(tmp_path / "x")])
-    assert e.value.code == 2 and "missing.idx does not exist" in capsys.readouterr().err
+    main(["--input", str(parts / "p1"), str(parts / "p0_text_document.idx"), "--output-prefix", str(tmp_path / "b")])
+    assert len(IndexedDataset(str(tmp_path / "b_text_document"))) == 7
+    for argv, message in [
+        (["--input", str(tmp_path / "missing"), "--output-prefix", str(tmp_path / "x")],
+         "missing_text_document.idx does not exist"),
+        (["--input", str(parts), "--output-prefix", str(tmp_path / "all")], "already exist; pass --overwrite"),
+        (["--input", str(parts), "--output-prefix", str(tmp_path / "y_text_document")], "names a shard"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.int32])

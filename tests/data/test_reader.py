@@ -204,3 +204,53 @@ def test_text_size_of_compressed_files_and_changes(tmp_path):
     with open(tmp_path / "a.jsonl.gz", "ab") as f:
         f.write(b"more")
     assert "bytes" in changed_inputs(state)[0]
+
+
+# --- the same behaviour through every tool that reads a corpus ------------------------------------
+
+TOOLS = ["preprocess_data", "train_tokenizer", "clean_corpus", "tokenizer_report"]
+
+
+@pytest.fixture(scope="module")
+def tool_env(fixture_set, tmp_path_factory):
+    """A tokenizer for the serializer and a keep-everything recipe cut into many small tasks, so the
+    cleaner must put file:line back together across tasks."""
+    from hyperclova.tokenizer import train_tokenizer
+
+    d = tmp_path_factory.mktemp("tools")
+    clean = d / "good.txt"
+    clean.write_text("\n".join(fixture_set[1]["texts"]) + "\n", encoding="utf-8")
+    train_tokenizer([str(clean)], str(d / "tok"), type="bbpe", vocab_size=300, show_progress=False, verify_docs=5)
+    (d / "recipe.yaml").write_text("task_mb: 0.0003\nsteps:\n  - normalize: {}\n", encoding="utf-8")
+    return {"tok": str(d / "tok"), "recipe": str(d / "recipe.yaml")}
+
+
+def _argv(tool: str, inputs: list[str], out: str, env: dict) -> list[str]:
+    common = ["--input", *inputs]
+    return {
+        "preprocess_data": common + ["--output-prefix", out, "--tokenizer", env["tok"], "--workers", "1",
+                                     "--no-progress"],
+        "train_tokenizer": common + ["--output", out, "--type", "bbpe", "--vocab-size", "300", "--no-progress"],
+        "clean_corpus": common + ["--output", out, "--recipe", env["recipe"]],
+        "tokenizer_report": common + ["--output", out, "--types", "bbpe", "--overlap-types", "bbpe",
+                                      "--ratios", "1", "--vocab-size", "300"],
+    }[tool]
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_every_tool_counts_and_stops_alike(tool, fixture_set, tool_env, tmp_path, capsys):
+    """Each tool prints the reader's own summary of the fixture set (counts by reason, file:line of
+    the first ones), and --strict makes each stop with the same message."""
+    import importlib
+
+    inputs, want = fixture_set
+    reference = ReadStats()
+    for _ in iter_records(inputs, stats=reference):
+        pass
+    main = importlib.import_module(f"hyperclova.cli.{tool}").main
+    main(_argv(tool, inputs, str(tmp_path / "out"), tool_env))
+    assert reference.summary() in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(_argv(tool, inputs, str(tmp_path / "strict"), tool_env) + ["--strict"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"error: {want['strict_first']}" in err and "Traceback" not in err
