@@ -13,17 +13,19 @@ import yaml
 
 from hyperclova.corpus.mixer import format_mix, load_mix, plan_mix
 from hyperclova.errors import UserError, cli_main
+from hyperclova.paths import find_config
 
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", required=True, help="mix YAML: sources with prefix and share")
+    p.add_argument("--recipe", required=True,
+                   help="mix YAML (sources with prefix and share): a file or a shipped one by name, e.g. corpus/mix_table1")
     p.add_argument("--total-tokens", type=float, default=None, help="planned training tokens (overrides recipe)")
     p.add_argument("--max-epochs", type=float, default=None, help="repetition cap (overrides recipe)")
     p.add_argument("--output", default=None, help="write the blend and the report here (YAML)")
     args = p.parse_args(argv)
-    raw, sources = load_mix(args.recipe)
+    raw, sources = load_mix(find_config(args.recipe, "--recipe"))
     total = args.total_tokens if args.total_tokens is not None else raw.get("total_tokens")
     max_epochs = args.max_epochs if args.max_epochs is not None else raw.get("max_epochs", 4.0)
     try:

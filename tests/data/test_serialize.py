@@ -1,10 +1,13 @@
 """The serializer: ids equal the tokenizer's, bad input is counted by reason, output is atomic."""
 from __future__ import annotations
 
+import glob
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -167,3 +170,92 @@ def test_interrupt_leaves_no_shard(corpus_and_tokenizer, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         preprocess([corpus], str(tmp_path / "out"), tok_dir, workers=2, block_bytes=4000, progress=False)
     assert os.listdir(tmp_path) == []
+
+
+# --- signals: a killed or terminated run leaves no workers and no files behind ---------------------
+
+
+@pytest.fixture(scope="module")
+def long_corpus(tmp_path_factory) -> str:
+    from hyperclova.corpus.synthetic import generate_corpus
+
+    path = tmp_path_factory.mktemp("long") / "long.jsonl"
+    generate_corpus(path, n_docs=10000, seed=1)  # seconds of morpheme-aware encoding
+    return str(path)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = open(stat).read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.split("/")[2]))
+    return out
+
+
+def _alive(pids: list[int]) -> list[int]:
+    alive = []
+    for p in pids:
+        try:
+            if open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+                alive.append(p)
+        except OSError:
+            pass
+    return alive
+
+
+def _start_serializer(corpus: str, tok_dir: str, prefix: str, workers: str):
+    proc = subprocess.Popen(
+        [sys.executable, "tools/preprocess_data.py", "--input", corpus, "--output-prefix", prefix, "--tokenizer",
+         tok_dir, "--workers", workers, "--block-mb", "0.05", "--no-progress"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until the workers run and the shard is being written
+        kids = _children(proc.pid)
+        if len(kids) >= 2 and glob.glob(prefix + "_text_document.tmp-*.bin") and proc.poll() is None:
+            time.sleep(0.5)
+            return proc, kids
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("the serializer did not start its workers")
+
+
+def _wait_gone(pids: list[int], seconds: float = 20) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while _alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _alive(pids)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_cleans_up_like_ctrl_c(corpus_and_tokenizer, long_corpus, tmp_path):
+    _, tok_dir = corpus_and_tokenizer
+    proc, kids = _start_serializer(long_corpus, tok_dir, str(tmp_path / "out"), "999")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "terminated: temporary files removed, no shard written" in err and "Traceback" not in err
+    assert "note: --workers 999 is more than the" in err
+    assert _wait_gone(kids) == [] and os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigkill_takes_the_workers_along_and_a_rerun_clears_the_leftovers(corpus_and_tokenizer, long_corpus,
+                                                                         tmp_path):
+    _, tok_dir = corpus_and_tokenizer
+    prefix = str(tmp_path / "out")
+    proc, kids = _start_serializer(long_corpus, tok_dir, prefix, "2")
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert _wait_gone(kids) == []  # no orphan keeps encoding
+    assert glob.glob(prefix + "_text_document.tmp-*")  # what the killed writer left
+    corpus, _ = corpus_and_tokenizer  # a short rerun into the same prefix
+    rerun = subprocess.run(
+        [sys.executable, "tools/preprocess_data.py", "--input", corpus, "--output-prefix", prefix,
+         "--tokenizer", tok_dir, "--workers", "2", "--no-progress"], cwd=REPO, capture_output=True, text=True,
+        timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(os.listdir(tmp_path)) == [f"out_text_document{s}" for s in (".bin", ".idx", ".meta.json")]
