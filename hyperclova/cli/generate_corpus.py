@@ -10,6 +10,7 @@ import json
 
 from hyperclova.corpus.synthetic import generate_corpus
 from hyperclova.errors import UserError, cli_main
+from hyperclova.paths import make_parent
 
 
 @cli_main
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--docs must be >= 0, got {args.docs}")
     if args.noise < 0:
         raise UserError(f"--noise must be >= 0, got {args.noise}")
+    make_parent(args.output, "--output")
     stats = generate_corpus(args.output, n_docs=args.docs, seed=args.seed, noise=args.noise)
     print(f"wrote {stats['docs']} documents, {stats['bytes'] / 1e6:.2f} MB to {stats['path']} "
           f"in {stats['seconds']:.1f} s")

@@ -13,7 +13,7 @@ import yaml
 
 from hyperclova.corpus.mixer import format_mix, load_mix, plan_mix
 from hyperclova.errors import UserError, cli_main
-from hyperclova.paths import find_config
+from hyperclova.paths import find_config, make_parent
 
 
 @cli_main
@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     blend = ", ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in report["blend"])
     print(f"data.blend=[{blend}]")
     if args.output:
+        make_parent(args.output, "--output")
         with open(args.output, "w", encoding="utf-8") as f:
             yaml.safe_dump({"data": {"blend": report["blend"]}, "mix": report}, f, sort_keys=False,
                            allow_unicode=True)

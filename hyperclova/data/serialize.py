@@ -44,8 +44,16 @@ class PreprocessStats:
     tasks: int = 0  # 0: one streaming pass; else the number of tasks merged
 
     @property
+    def documents_read(self) -> int:
+        return self.read.read
+
+    @property
     def documents_written(self) -> int:
         return self.read.kept
+
+    @property
+    def documents_skipped(self) -> int:
+        return sum(self.read.skipped.values())
 
     def summary(self) -> str:
         out = [self.read.summary()]
