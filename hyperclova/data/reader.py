@@ -30,6 +30,7 @@ import argparse
 import glob
 import gzip
 import json
+import json.scanner
 import os
 import random
 import re
@@ -56,7 +57,7 @@ REASONS = {
 }
 EXAMPLES_PER_REASON = 5  # file:line locations kept per reason
 DEFAULT_BLOCK_BYTES = 1 << 20
-_BOM = "\ufeff"
+_BOM_BYTES = "\ufeff".encode()
 _GLOB_CHARS = re.compile(r"[*?\[]")
 # Only a JSON escape can put a lone surrogate into a str decoded from valid UTF-8.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -378,65 +379,65 @@ class Record(NamedTuple):
     nbytes: int  # bytes of the line in the file (decompressed), its "\n" included
 
 
-def _decode_lines(data: bytes) -> list:
-    """The block's lines as str, decoded in one call; a line that is not UTF-8 stays bytes."""
+def _parse_line(raw: bytes, fmt: str, keys: tuple, may_hold_nul: bool):
+    """(texts, record, "", "") for a good line, or (None, None, reason, detail) for a bad one.
+
+    Written for speed (the serializer's workers run it on every line): no copies of the line
+    beyond its decoding, and the rarer checks only when a cheap test says they may apply.
+    """
     try:
-        lines = data.decode("utf-8").split("\n")
-    except UnicodeDecodeError:
-        lines = [_decode_or_keep(raw) for raw in data.split(b"\n")]
-    if lines and not lines[-1]:
-        lines.pop()  # the block's final "\n" ends a line rather than starting one
-    return lines
-
-
-def _decode_or_keep(raw: bytes):
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw
-
-
-def _parse_line(line, fmt: str, keys: tuple, may_hold_nul: bool):
-    """(texts, record, "", "") for a good line, or (None, None, reason, detail) for a bad one."""
-    if isinstance(line, bytes):
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            return None, None, "invalid_utf8", f"byte {e.start}: {e.reason}"
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return None, None, "invalid_utf8", f"byte {e.start}: {e.reason}"
     if line.endswith("\r"):
         line = line[:-1]
     if may_hold_nul and "\x00" in line:
         return None, None, "nul_byte", f"at character {line.index(chr(0))}"
-    if not line.strip():
+    if not line or line.isspace():
         return None, None, "empty_text", "blank line"
     if fmt == "text":
         return (line,), {}, "", ""
     try:
-        record = json.loads(line)
-    except ValueError as e:
-        return None, None, "invalid_json", str(e)
+        record, end = _scan_json(line, 0)  # json.loads without its Python-level wrappers
+        if end != len(line):
+            raise ValueError
+    except (ValueError, StopIteration):  # anything unusual: json.loads decides, and says why
+        try:
+            record = json.loads(line)
+        except ValueError as e:
+            return None, None, "invalid_json", str(e)
+        except RecursionError:
+            return None, None, "invalid_json", "nested too deeply"
     except RecursionError:
         return None, None, "invalid_json", "nested too deeply"
-    if not isinstance(record, dict):
+    if type(record) is not dict:
         return None, None, "not_an_object", f"got {type(record).__name__}"
+    if len(keys) == 1:  # the common case, without the loops below
+        value = record.get(keys[0], _MISSING)
+        if type(value) is str and value and not value.isspace() and "\\u" not in line:
+            return (value,), record, "", ""
     values = []
     for key in keys:
-        if key not in record:
-            return None, None, "missing_key", f"no key {key!r}"
-        value = record[key]
-        if not isinstance(value, str):
+        value = record.get(key, _MISSING)
+        if type(value) is not str:
+            if value is _MISSING:
+                return None, None, "missing_key", f"no key {key!r}"
             return None, None, "non_string", f"{key!r} is {type(value).__name__}"
         values.append(value)
-    if _SURROGATE_ESCAPE.search(line):
+    if "\\u" in line and _SURROGATE_ESCAPE.search(line):
         for key, value in zip(keys, values):
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError as e:
                 return None, None, "invalid_unicode", f"{key!r} character {e.start}: {e.reason}"
     for key, value in zip(keys, values):
-        if not value.strip():
+        if not value or value.isspace():
             return None, None, "empty_text", f"{key!r} is {'whitespace only' if value else 'empty'}"
     return tuple(values), record, "", ""
+
+
+_MISSING = object()
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())
 
 
 def parse_block(block: Block, json_keys: Sequence[str] = ("text",), stats: Optional[ReadStats] = None,
@@ -445,23 +446,27 @@ def parse_block(block: Block, json_keys: Sequence[str] = ("text",), stats: Optio
     once per line before it is parsed (sampling): lines it declines count as `unsampled`."""
     keys = tuple(json_keys)
     stats = stats if stats is not None else ReadStats()
-    lines = _decode_lines(block.data)
-    if block.file_start and lines and isinstance(lines[0], str) and lines[0].startswith(_BOM):
-        lines[0] = lines[0][1:]
+    lines = block.data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()  # the block's final "\n" ends a line rather than starting one
+    if block.file_start and lines and lines[0].startswith(_BOM_BYTES):
+        lines[0] = lines[0][len(_BOM_BYTES):]
     may_hold_nul = b"\x00" in block.data
     path, fmt, first = block.path, block.format, block.first_line
-    out = []
-    for i, line in enumerate(lines):
+    out, read, unsampled, new = [], 0, 0, tuple.__new__
+    for i, raw in enumerate(lines):
         if keep is not None and not keep():
-            stats.unsampled += 1
+            unsampled += 1
             continue
-        stats.read += 1
-        texts, record, reason, detail = _parse_line(line, fmt, keys, may_hold_nul)
+        read += 1
+        texts, record, reason, detail = _parse_line(raw, fmt, keys, may_hold_nul)
         if texts is None:
             stats.skip(reason, path, first + i, detail)
             continue
-        stats.kept += 1
-        out.append(Record(path, first + i, texts, record, len(line.encode("utf-8")) + 1))
+        out.append(new(Record, (path, first + i, texts, record, len(raw) + 1)))
+    stats.read += read
+    stats.kept += len(out)
+    stats.unsampled += unsampled
     return out
 
 
