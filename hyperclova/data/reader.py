@@ -319,7 +319,10 @@ def _open(f: InputFile):
                 import zstandard
             except ImportError:
                 raise UserError(f"{f.path}: reading .zst needs the 'zstandard' package (pip install zstandard)")
-            return zstandard.ZstdDecompressor().stream_reader(open(f.path, "rb"), closefd=True)
+            # read_across_frames: multi-threaded zstd writes many frames; stopping after the
+            # first would silently drop the rest of the file.
+            return zstandard.ZstdDecompressor().stream_reader(open(f.path, "rb"), closefd=True,
+                                                              read_across_frames=True)
         return open(f.path, "rb")
     except OSError as e:
         raise UserError(f"cannot read {f.path}: {e.strerror or e}") from None
@@ -548,7 +551,8 @@ def text_bytes(f: InputFile, probe: int = 1 << 22) -> int:
         else:
             import zstandard
 
-            stream = zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 16, closefd=False)
+            stream = zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 16, closefd=False,
+                                                                read_across_frames=True)
         head = 0
         while head < probe:
             chunk = stream.read(probe - head)

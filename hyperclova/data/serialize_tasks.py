@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 
 from hyperclova.corpus import executors
 from hyperclova.corpus.jsonl import write_json_atomic
-from hyperclova.data.indexed import merge_shards, shard_prefix
+from hyperclova.data.indexed import merge_shards, shard_prefix, stale_temporaries
 from hyperclova.data.reader import (DEFAULT_BLOCK_BYTES, Range, ReadStats, changed_inputs, expand_inputs,
                                     input_state, plan_ranges)
 from hyperclova.data.records import EncodeSettings
@@ -113,8 +113,9 @@ def encode_task(work: str, strict: bool, block_bytes: int, task_id: int) -> None
     marker = work_path / f"{name}.done"
     if marker.exists():
         return
-    for stale in work_path.glob(f"{name}_*.tmp-*"):  # an interrupted attempt at this task
-        stale.unlink(missing_ok=True)
+    for pattern in (f"{name}_*.tmp-*", f"{name}.done.tmp*"):  # an interrupted attempt at this task
+        for stale in work_path.glob(pattern):
+            stale.unlink(missing_ok=True)
     plan = _cached_plan(work, (work_path / "plan.json").stat().st_mtime_ns)
     r = Range.from_json(plan["ranges"][task_id])
     changed = changed_inputs([s for s in plan["inputs"] if s[0] == r.file.path])
@@ -163,6 +164,8 @@ def merge_tasks(work: Path, plan: dict, keep_tasks: bool = False) -> PreprocessS
     if stats.documents_written == 0:
         raise UserError(f"no documents written, nothing to serialize:\n{stats.summary()}")
     for key, final in outputs.items():
+        for stale in stale_temporaries(final):  # of a merge killed earlier
+            Path(stale).unlink(missing_ok=True)
         meta = merge_shards([str(work / shard_prefix(_task_name(i), key)) for i in nonempty], final)
         stats.tokens[key] = meta.tokens
     if not keep_tasks:

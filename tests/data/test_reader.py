@@ -158,6 +158,14 @@ def test_corrupt_compressed_files_are_user_errors(tmp_path):
             list(iter_records([str(tmp_path / name)]))
 
 
+def test_multi_frame_zstd_is_read_to_the_end(tmp_path):
+    import zstandard
+
+    c = zstandard.ZstdCompressor()  # as multi-threaded zstd writes: several frames back to back
+    (tmp_path / "m.jsonl.zst").write_bytes(b"".join(c.compress(b'{"text": "frame %d"}\n' % i) for i in range(3)))
+    assert [r.texts[0] for r in iter_records([str(tmp_path / "m.jsonl.zst")])] == ["frame 0", "frame 1", "frame 2"]
+
+
 def test_hostile_lines_are_counted_not_crashes(tmp_path):
     path = tmp_path / "h.jsonl"
     path.write_bytes(b"[" * 100_000 + b"\n" + "\ufeff{\"text\": \"BOM mid-file\"}\n".encode()
