@@ -1,5 +1,14 @@
 from setuptools import find_packages, setup
 
+# Every tool, also as a console script once installed (python tools/x.py works in a checkout).
+TOOLS = ["preprocess_data", "train_tokenizer", "clean_corpus", "merge_datasets", "mix_corpus", "generate_corpus",
+         "tokenizer_report", "convert_checkpoint", "plan", "plot_metrics"]
+SCRIPTS = [f"hyperclova-{t.replace('_', '-')} = hyperclova.cli.{t}:main" for t in TOOLS] + [
+    "hyperclova-train = hyperclova.train.__main__:main",
+    "hyperclova-generate = hyperclova.generate:main",
+    "hyperclova-demo = hyperclova.demo:main",
+]
+
 setup(
     name="hyperclova",
     version="0.1.0",
@@ -7,8 +16,13 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["hyperclova", "hyperclova.*"]),
-    package_data={"hyperclova": ["corpus/data/*", "corpus/data/**/*"]},
+    # configs/ (run configs, corpus and mix recipes) ships inside the package as hyperclova/configs,
+    # so an installed package finds them without a checkout (hyperclova/paths.py).
+    packages=find_packages(include=["hyperclova", "hyperclova.*"]) + ["hyperclova.configs"],
+    package_dir={"hyperclova.configs": "configs"},
+    package_data={"hyperclova": ["corpus/data/*", "corpus/data/**/*"],
+                  "hyperclova.configs": ["*.yaml", "corpus/*.yaml"]},
+    entry_points={"console_scripts": SCRIPTS},
     install_requires=[
         # torch is not pinned: any build >= 2.6 works, so GPU users keep their CUDA build and CPU
         # machines are not forced into a multi-GB download (the Makefile installs a CPU wheel).

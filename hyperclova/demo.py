@@ -1,8 +1,10 @@
 """`make demo`: a Korean GPT built end to end on a CPU in minutes.
 
 corpus -> tokenizer -> Megatron shards -> training `tiny` -> checkpoint -> generated text -> loss PNG.
-Each stage is the same command a user runs on their own corpus; the demo prints it before running
-it, so the log doubles as a recipe (see README, "Your own corpus").
+Each stage is the same command a user runs on their own corpus (`python -m hyperclova.cli.X` is
+`python tools/X.py` in a checkout and the `hyperclova-x` console script once installed); the demo
+prints it before running it, so the log doubles as a recipe (see README, "Your own corpus"). It runs
+from an installed package too: the config is the shipped `demo`.
 """
 from __future__ import annotations
 
@@ -40,17 +42,18 @@ def main(argv: list[str] | None = None) -> None:
     prefix = shards / "corpus"
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run each time, not a resume
     t0 = time.perf_counter()
-    run([py, "tools/generate_corpus.py", "--output", str(corpus), "--docs", str(args.docs), "--seed", "0"])
-    run([py, "tools/train_tokenizer.py", "--input", str(corpus), "--output", str(tok),
+    # A rerun replaces the previous demo's outputs: --overwrite says so explicitly.
+    run([py, "-m", "hyperclova.cli.generate_corpus", "--output", str(corpus), "--docs", str(args.docs), "--seed", "0"])
+    run([py, "-m", "hyperclova.cli.train_tokenizer", "--input", str(corpus), "--output", str(tok), "--overwrite",
          "--type", args.tokenizer_type, "--vocab-size", str(args.vocab_size), "--workers", str(args.workers)])
-    run([py, "tools/preprocess_data.py", "--input", str(corpus), "--output-prefix", str(prefix),
-         "--tokenizer", str(tok), "--workers", str(args.workers), "--append-eod"])
-    run([py, "-m", "hyperclova.train", "--config", "configs/demo.yaml",
+    run([py, "-m", "hyperclova.cli.preprocess_data", "--input", str(corpus), "--output-prefix", str(prefix),
+         "--tokenizer", str(tok), "--workers", str(args.workers), "--append-eod", "--overwrite"])
+    run([py, "-m", "hyperclova.train", "--config", "demo",
          f"data.blend=[{prefix}_text_document]", f"data.tokenizer={tok}",
          f"logging.run_dir={run_dir}", f"train.steps={args.steps}"])
     run([py, "-m", "hyperclova.generate", "--checkpoint", str(run_dir / "checkpoints"),
          "--max-new-tokens", "48", "--seed", "0"] + [a for t in PROMPTS for a in ("--prompt", t)])
-    run([py, "tools/plot_metrics.py", str(run_dir / "metrics.jsonl"), "--output", str(out / "loss.png")])
+    run([py, "-m", "hyperclova.cli.plot_metrics", str(run_dir / "metrics.jsonl"), "--output", str(out / "loss.png")])
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; loss curve: {out / 'loss.png'}")
 
 

@@ -1,18 +1,5 @@
-"""Plot a run's loss curve: python tools/plot_metrics.py runs/x/metrics.jsonl --output loss.png"""
-import argparse
-
-from hyperclova.errors import cli_main
-from hyperclova.train.plot import plot_metrics
-
-
-@cli_main
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("metrics", help="metrics.jsonl written by hyperclova.train")
-    p.add_argument("--output", default="loss.png")
-    args = p.parse_args()
-    print(f"wrote {plot_metrics(args.metrics, args.output)}")
-
+"""`python tools/plot_metrics.py` = `hyperclova-plot-metrics` (console script) = `python -m hyperclova.cli.plot_metrics`."""
+from hyperclova.cli.plot_metrics import main
 
 if __name__ == "__main__":
     main()

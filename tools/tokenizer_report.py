@@ -1,42 +1,5 @@
-"""Compare tokenizer types trained on the same corpus (issue 4 §8): fertility, share of tokens that
-cross a morpheme boundary, unknown rate, and vocabulary overlap against sample ratio (PNG).
-
-    python tools/tokenizer_report.py --input train.jsonl --eval eval.jsonl --out-dir runs/tokreport \
-        --vocab-size 4096 --png docs/tokenizer_overlap.png
-"""
-from __future__ import annotations
-
-import argparse
-
-from hyperclova.errors import UserError, cli_main
-from hyperclova.tokenizer.load import TYPES
-from hyperclova.tokenizer.report import run_report
-
-
-@cli_main
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--input", nargs="+", required=True, help="training JSONL/text files")
-    p.add_argument("--eval", nargs="+", help="evaluation files (default: the training files)")
-    p.add_argument("--out-dir", required=True, help="tokenizers, report.json and report.md go here")
-    p.add_argument("--types", nargs="+", default=list(TYPES), choices=TYPES)
-    p.add_argument("--vocab-size", type=int, default=4096)
-    p.add_argument("--ratios", nargs="+", type=float, default=[0.01, 0.03, 0.1, 0.3])
-    p.add_argument("--overlap-types", nargs="+", default=["morpheme-bbpe", "bbpe"], choices=TYPES)
-    p.add_argument("--png", help="write the overlap plot here")
-    p.add_argument("--json-key", default="text")
-    p.add_argument("--eval-docs", type=int, default=2000)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
-    if any(not 0 < r <= 1 for r in a.ratios):
-        raise UserError(f"--ratios must be in (0, 1], got {a.ratios}")
-    report = run_report(a.input, a.eval or a.input, a.out_dir, a.types, a.vocab_size, a.ratios,
-                        a.overlap_types, a.png, a.json_key, a.eval_docs, a.workers, a.seed)
-    print(open(f"{a.out_dir}/report.md", encoding="utf-8").read())
-    print(f"evaluated on {report['eval_docs']} documents; report in {a.out_dir}/report.json"
-          + (f", plot {a.png}" if a.png else ""))
-
+"""`python tools/tokenizer_report.py` = `hyperclova-tokenizer-report` (console script) = `python -m hyperclova.cli.tokenizer_report`."""
+from hyperclova.cli.tokenizer_report import main
 
 if __name__ == "__main__":
     main()

@@ -11,6 +11,7 @@ import os
 from typing import Callable
 
 from hyperclova.errors import UserError
+from hyperclova.processes import die_with_parent
 
 EXECUTORS = ("local", "slurm", "ray")
 
@@ -44,8 +45,9 @@ def run_tasks(fn: Callable[[int], None], task_ids: list[int], executor: str = "l
         for i in task_ids:
             fn(i)
     else:
-        # fork would copy whatever the caller imported (torch in tests); spawn starts clean workers.
-        with mp.get_context("spawn").Pool(min(workers, len(task_ids))) as pool:
+        # fork would copy whatever the caller imported (torch in tests); spawn starts clean workers,
+        # which end with this process even when it is killed outright.
+        with mp.get_context("spawn").Pool(min(workers, len(task_ids)), initializer=die_with_parent) as pool:
             for _ in pool.imap_unordered(fn, task_ids):
                 pass
 
@@ -86,4 +88,9 @@ def _run_ray(fn: Callable[[int], None], task_ids: list[int], workers: int) -> No
     ray = _import_ray()
     with session("ray", workers):  # joins the run's runtime when there is one
         remote = ray.remote(num_cpus=1)(_call)
-        ray.get([remote.remote(fn, i) for i in task_ids])
+        try:
+            ray.get([remote.remote(fn, i) for i in task_ids])
+        except ray.exceptions.RayTaskError as e:
+            if isinstance(e.cause, UserError):  # the user's mistake, not a crash: no remote traceback
+                raise UserError(str(e.cause)) from None
+            raise

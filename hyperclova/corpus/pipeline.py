@@ -12,13 +12,17 @@ Layout of an output directory:
 Every file is written under a temporary name and renamed when complete, and a `.done` marker (holding
 that task's statistics) is written last, so an interrupted run resumes where it stopped and never
 leaves partial output under a final name. Output depends only on the input, the recipe and the task
-size, not on the executor or the number of workers.
+size, not on the executor or the number of workers. Inputs are read by the one reader
+(`hyperclova.data.reader`): a rerun whose inputs changed since planning is refused, and
+`overwrite` starts the run over.
 """
 from __future__ import annotations
 
 import json
 import resource
+import shutil
 import time
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -26,38 +30,57 @@ import numpy as np
 
 from hyperclova.corpus import executors
 from hyperclova.corpus.dedup import MinHasher, band_keys, exact_hash, find_duplicates
-from hyperclova.corpus.jsonl import (AtomicWriter, list_inputs, plan_tasks, read_task, tasks_from_json,
-                                     tasks_to_json, write_json_atomic)
+from hyperclova.corpus.jsonl import AtomicWriter, write_json_atomic
 from hyperclova.corpus.recipe import Recipe, load_recipe
 from hyperclova.corpus.report import TaskStats, merge_stats, write_report
+from hyperclova.data.reader import (Range, ReadStats, changed_inputs, check_json_keys, expand_inputs,
+                                    input_state, iter_records, plan_ranges)
 from hyperclova.errors import UserError
+from hyperclova.paths import make_dir
 
 STAGES = ["plan", "process", "dedup", "finalize", "report"]
+# What a run writes into its output directory (and --overwrite removes; nothing else is touched).
+_RUN_ENTRIES = ("plan.json", "work", "data", "rejects", "report.json", "report.txt")
 
 
 def _task_name(i: int) -> str:
     return f"{i:05d}"
 
 
-def make_plan(inputs: list[str], out_dir: Path, recipe: Recipe) -> list:
+def make_plan(inputs: list[str], out_dir: Path, recipe: Recipe, input_format: str = "auto",
+              json_key: str = "text", overwrite: bool = False) -> list[Range]:
     """Write plan.json, or check that an existing one matches (then a rerun resumes)."""
-    files = list_inputs(inputs)
+    files = expand_inputs(inputs, input_format)
     plan_path = out_dir / "plan.json"
-    key = {"inputs": [str(f) for f in files], "recipe": recipe.fingerprint, "task_mb": recipe.task_mb}
+    key = json.loads(json.dumps({"files": [asdict(f) for f in files], "recipe": recipe.fingerprint,
+                                 "task_mb": recipe.task_mb, "json_key": json_key}))
+    if overwrite:
+        for name in _RUN_ENTRIES:
+            p = out_dir / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     if plan_path.exists():
         plan = json.loads(plan_path.read_text(encoding="utf-8"))
         if plan["key"] != key:
-            raise UserError(f"{out_dir} holds a run with other inputs or another recipe; "
-                            "use a new --output directory (or delete it to start over)")
-        return tasks_from_json(plan["tasks"])
-    tasks = plan_tasks(files, max(1, int(recipe.task_mb * 1e6)))
-    write_json_atomic(plan_path, {"key": key, "tasks": tasks_to_json(tasks)})
+            raise UserError(f"{out_dir} holds a run with other inputs or another recipe; pass --overwrite "
+                            "to start over, or use a new --output directory")
+        _check_inputs(plan, out_dir)
+        return [Range.from_json(r) for r in plan["tasks"]]
+    tasks = plan_ranges(files, max(1, int(recipe.task_mb * 1e6)))
+    write_json_atomic(plan_path, {"key": key, "inputs": input_state(files), "tasks": [r.to_json() for r in tasks]})
     return tasks
 
 
-def load_plan(out_dir: Path, recipe: Recipe) -> list:
-    """The tasks of a planned run; every stage must run with the recipe the run was planned with
-    (SLURM submits each stage separately, so a changed --recipe would mix two recipes)."""
+def _check_inputs(plan: dict, out_dir: Path) -> None:
+    changed = changed_inputs(plan["inputs"])
+    if changed:
+        raise UserError(f"the inputs changed since {out_dir} was planned ({'; '.join(changed[:5])}): its "
+                        "output would not match them; pass --overwrite to start over")
+
+
+def load_plan(out_dir: Path, recipe: Recipe) -> tuple[list[Range], str]:
+    """The tasks of a planned run and its json key; every stage must run with the recipe the run
+    was planned with (SLURM submits each stage separately, so a changed --recipe would mix two
+    recipes), on unchanged inputs."""
     plan_path = out_dir / "plan.json"
     if not plan_path.exists():
         raise UserError(f"{plan_path} not found: run the 'plan' stage first")
@@ -65,7 +88,16 @@ def load_plan(out_dir: Path, recipe: Recipe) -> list:
     if plan["key"]["recipe"] != recipe.fingerprint:
         raise UserError(f"{out_dir} was planned with another recipe; pass the same --recipe to "
                         "every stage (or use a new --output directory)")
-    return tasks_from_json(plan["tasks"])
+    _check_inputs(plan, out_dir)
+    return [Range.from_json(r) for r in plan["tasks"]], plan["key"]["json_key"]
+
+
+def _as_text_key(rec: dict, key: str) -> dict:
+    """The record with fields `key` and "text" swapped (field order kept), so the steps always clean
+    rec["text"]; applying it twice gives the record back."""
+    if key == "text":
+        return rec
+    return {("text" if k == key else key if k == "text" else k): v for k, v in rec.items()}
 
 
 def _apply_steps(steps, rec, stats: TaskStats, rejects: dict, with_rejects: bool) -> dict | None:
@@ -86,11 +118,11 @@ def _apply_steps(steps, rec, stats: TaskStats, rejects: dict, with_rejects: bool
     return rec
 
 
-def _write_rejects(out_dir: Path, name: str, rejects: dict) -> None:
+def _write_rejects(out_dir: Path, name: str, rejects: dict, json_key: str) -> None:
     for reason, recs in rejects.items():
         w = AtomicWriter(out_dir / "rejects" / reason / f"shard_{name}.jsonl")
         for r in recs:
-            w.write(r)
+            w.write(_as_text_key(r, json_key))
         w.commit()
 
 
@@ -101,7 +133,8 @@ def _remove_stale_temporaries(out_dir: Path, name: str) -> None:
             p.unlink(missing_ok=True)
 
 
-def process_task(out_dir: Path, recipe: Recipe, tasks: list, with_rejects: bool, task_id: int) -> None:
+def process_task(out_dir: Path, recipe: Recipe, tasks: list, json_key: str, strict: bool, with_rejects: bool,
+                 task_id: int) -> None:
     """First pass of one task: read, per-document steps, hashes and signatures for dedup."""
     task = tasks[task_id]
     name, work = _task_name(task_id), out_dir / "work" / "process"
@@ -112,10 +145,8 @@ def process_task(out_dir: Path, recipe: Recipe, tasks: list, with_rejects: bool,
     hasher = MinHasher(recipe.near_dedup) if recipe.near_dedup else None
     hashes, sigs = [], []
     writer = AtomicWriter(work / f"{name}.jsonl")
-    for _, rec, bad in read_task(task):
-        if bad is not None:
-            stats.bad(bad)
-            continue
+    for line in iter_records([task], json_keys=(json_key,), strict=strict, stats=stats.read):
+        rec = _as_text_key(line.record, json_key) if line.record else {"text": line.texts[0]}
         stats.doc_in(rec)
         rec = _apply_steps(recipe.before, rec, stats, rejects, with_rejects)
         if rec is None:
@@ -133,21 +164,21 @@ def process_task(out_dir: Path, recipe: Recipe, tasks: list, with_rejects: bool,
         (work / f"{name}.sig.tmp.npy").replace(work / f"{name}.sig.npy")
         np.save(work / f"{name}.bands.tmp.npy", band_keys(arr, recipe.near_dedup))
         (work / f"{name}.bands.tmp.npy").replace(work / f"{name}.bands.npy")
-    _write_rejects(out_dir, name, rejects)
+    _write_rejects(out_dir, name, rejects, json_key)
     write_json_atomic(work / f"{name}.done", stats.to_json())
 
 
 def dedup_stage(out_dir: Path, recipe: Recipe) -> dict:
     """Global exact + near dedup over all tasks' hashes and signatures (never the texts)."""
-    tasks = load_plan(out_dir, recipe)
+    tasks, _ = load_plan(out_dir, recipe)
     work = out_dir / "work"
     if (work / "dedup.done").exists():
         return json.loads((work / "dedup.done").read_text(encoding="utf-8"))
-    missing = [t.task_id for t in tasks if not (work / "process" / f"{_task_name(t.task_id)}.done").exists()]
+    missing = [i for i in range(len(tasks)) if not (work / "process" / f"{_task_name(i)}.done").exists()]
     if missing:
         raise UserError(f"dedup needs every task processed; missing: {missing[:10]}")
     t0 = time.perf_counter()
-    names = [_task_name(t.task_id) for t in tasks]
+    names = [_task_name(i) for i in range(len(tasks))]
     stats: dict = {"documents": 0, "exact_dup": 0, "near_dup": 0}
     if recipe.exact_dedup or recipe.near_dedup:
         hash_files = [work / "process" / f"{n}.hash.npy" for n in names]
@@ -179,7 +210,8 @@ def _kept_copy(global_index: int, offsets: np.ndarray) -> str:
     return f"duplicate of the document kept from work/process/{_task_name(task)}.jsonl line {line}"
 
 
-def finalize_task(out_dir: Path, recipe: Recipe, tasks: list, with_rejects: bool, task_id: int) -> None:
+def finalize_task(out_dir: Path, recipe: Recipe, tasks: list, json_key: str, strict: bool, with_rejects: bool,
+                  task_id: int) -> None:
     """Final pass of one task: drop duplicates, run the steps after dedup, write the shard."""
     name, work = _task_name(task_id), out_dir / "work"
     if (work / "finalize" / f"{name}.done").exists():
@@ -213,24 +245,31 @@ def finalize_task(out_dir: Path, recipe: Recipe, tasks: list, with_rejects: bool
             rec = _apply_steps(recipe.after, rec, stats, rejects, with_rejects)
             if rec is None:
                 continue
-            stats.kept(rec, writer.write(rec))
+            stats.kept(rec, writer.write(_as_text_key(rec, json_key)))
     writer.commit()
-    _write_rejects(out_dir, name, rejects)
+    _write_rejects(out_dir, name, rejects, json_key)
     write_json_atomic(work / "finalize" / f"{name}.done", stats.to_json())
 
 
 def report_stage(out_dir: Path, recipe: Recipe) -> dict:
-    tasks = load_plan(out_dir, recipe)
+    tasks, _ = load_plan(out_dir, recipe)
     work = out_dir / "work"
     parts = []
-    for t in tasks:
+    read, lines_before = ReadStats(), {}
+    for i, task in enumerate(tasks):
         for stage in ("process", "finalize"):
-            marker = work / stage / f"{_task_name(t.task_id)}.done"
+            marker = work / stage / f"{_task_name(i)}.done"
             if not marker.exists():
                 raise UserError(f"report needs every task finished; {marker} is missing")
             parts.append(json.loads(marker.read_text(encoding="utf-8")))
+        # Bad-line locations count from the task's start: shift by the file's lines before it.
+        part = ReadStats.from_json(parts[-2]["read"])
+        offset = lines_before.get(task.file.path, 0)
+        read.merge(part, line_offset=offset)
+        lines_before[task.file.path] = offset + part.lines
     dedup = json.loads((work / "dedup.done").read_text(encoding="utf-8"))
     report = merge_stats(parts, recipe.step_names)
+    report["input"] = read.to_json()
     report["dedup"] = dedup
     report["tasks"] = len(tasks)
     write_report(out_dir, report)
@@ -238,7 +277,8 @@ def report_stage(out_dir: Path, recipe: Recipe) -> dict:
 
 
 def run(inputs: list[str], out_dir: str | Path, recipe_path: str | None = None, executor: str = "local",
-        workers: int = 1, stage: str = "all", rejects: bool = False) -> dict | None:
+        workers: int = 1, stage: str = "all", rejects: bool = False, input_format: str = "auto",
+        json_keys: tuple = ("text",), strict: bool = False, overwrite: bool = False) -> dict | None:
     """Run one stage (or all) of the pipeline; returns the report when the report stage ran."""
     out_dir = Path(out_dir)
     # Loaded once, here, and handed to every task: workers (Ray, other hosts) never re-read the
@@ -248,7 +288,10 @@ def run(inputs: list[str], out_dir: str | Path, recipe_path: str | None = None, 
         raise UserError(f"unknown stage {stage!r}; choose from {STAGES + ['all']}")
     if executor == "slurm" and stage == "all":
         raise UserError("--executor slurm runs one stage per job: use launch/clean_corpus.sbatch or --stage")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    keys = check_json_keys(json_keys)
+    if len(keys) != 1:
+        raise UserError(f"clean_corpus cleans one text field: give one --json-keys name, got {list(keys)}")
+    make_dir(out_dir, "--output")
     stages = STAGES if stage == "all" else [stage]
     report = None
     with executors.session(executor, workers):
@@ -256,12 +299,12 @@ def run(inputs: list[str], out_dir: str | Path, recipe_path: str | None = None, 
             if s == "plan":
                 if not inputs:
                     raise UserError("--input is required for the plan stage")
-                make_plan(inputs, out_dir, recipe)
+                make_plan(inputs, out_dir, recipe, input_format, keys[0], overwrite)
             elif s in ("process", "finalize"):
                 fn = process_task if s == "process" else finalize_task
-                tasks = load_plan(out_dir, recipe)
-                executors.run_tasks(partial(fn, out_dir, recipe, tasks, rejects),
-                                    [t.task_id for t in tasks], executor, workers)
+                tasks, json_key = load_plan(out_dir, recipe)
+                executors.run_tasks(partial(fn, out_dir, recipe, tasks, json_key, strict, rejects),
+                                    list(range(len(tasks))), executor, workers)
             elif s == "dedup":
                 dedup_stage(out_dir, recipe)
             else:

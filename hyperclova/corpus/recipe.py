@@ -27,8 +27,9 @@ from hyperclova.corpus.dedup import MinHashConfig
 from hyperclova.corpus.filters import FILTERS, build_filter
 from hyperclova.corpus.pii import PiiConfig, deidentify
 from hyperclova.errors import UserError, read_yaml_mapping
+from hyperclova.paths import CONFIG_DIR
 
-DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "configs" / "corpus" / "korean_default.yaml"
+DEFAULT_RECIPE = CONFIG_DIR / "corpus" / "korean_default.yaml"  # shipped as package data too
 
 
 class Step:

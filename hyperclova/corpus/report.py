@@ -1,7 +1,8 @@
 """Cleaning statistics: per-task counters, their merge, and the JSON + text report.
 
 Invariant checked when merging: documents in = kept + rejected (summed over reasons). Lines that are
-not documents (bad JSON, not UTF-8, no `text`) are counted separately with file:line examples.
+not documents (bad JSON, not UTF-8, no text, ...) are the reader's to count (`report["input"]`, the
+same accounting every tool prints, with file:line examples).
 """
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from hyperclova.corpus.jsonl import write_json_atomic
-
-MAX_BAD_EXAMPLES = 50
+from hyperclova.data.reader import ReadStats
 
 
 class TaskStats:
@@ -21,13 +21,7 @@ class TaskStats:
         self.sources: dict = defaultdict(Counter)  # source -> {"in", "kept", reason...}
         self.pii: Counter = Counter()
         self.flags: Counter = Counter()
-        self.bad_lines: Counter = Counter()
-        self.bad_examples: list[str] = []
-
-    def bad(self, bad) -> None:
-        self.bad_lines[bad.reason] += 1
-        if len(self.bad_examples) < MAX_BAD_EXAMPLES:
-            self.bad_examples.append(str(bad))
+        self.read = ReadStats()  # lines of this task's input range (line numbers count from its start)
 
     def doc_in(self, rec: dict) -> None:
         self.docs_in += 1
@@ -56,8 +50,7 @@ class TaskStats:
         return {"docs_in": self.docs_in, "bytes_in": self.bytes_in, "docs_kept": self.docs_kept,
                 "bytes_kept": self.bytes_kept, "steps": dict(self.steps),
                 "rejected": dict(self.rejected), "sources": {k: dict(v) for k, v in self.sources.items()},
-                "pii": dict(self.pii), "flags": dict(self.flags), "bad_lines": dict(self.bad_lines),
-                "bad_examples": self.bad_examples}
+                "pii": dict(self.pii), "flags": dict(self.flags), "read": self.read.to_json()}
 
 
 def merge_stats(parts: list[dict], step_names: list[str]) -> dict:
@@ -65,8 +58,7 @@ def merge_stats(parts: list[dict], step_names: list[str]) -> dict:
     steps = {n: [0, 0, 0, 0] for n in step_names}
     rejected: dict = defaultdict(lambda: [0, 0])
     sources: dict = defaultdict(Counter)
-    pii, flags, bad = Counter(), Counter(), Counter()
-    examples: list[str] = []
+    pii, flags = Counter(), Counter()
     for p in parts:
         for k in out:
             out[k] += p[k]
@@ -79,8 +71,6 @@ def merge_stats(parts: list[dict], step_names: list[str]) -> dict:
             sources[s].update(c)
         pii.update(p["pii"])
         flags.update(p["flags"])
-        bad.update(p["bad_lines"])
-        examples += p["bad_examples"][: max(0, MAX_BAD_EXAMPLES - len(examples))]
     n_rejected = sum(v[0] for v in rejected.values())
     if out["docs_in"] != out["docs_kept"] + n_rejected:  # a bug, not a user error: fail loudly
         raise AssertionError(f"documents in {out['docs_in']} != kept {out['docs_kept']} + rejected {n_rejected}")
@@ -88,15 +78,15 @@ def merge_stats(parts: list[dict], step_names: list[str]) -> dict:
                steps={n: dict(zip(["docs_in", "bytes_in", "docs_out", "bytes_out"], v)) for n, v in steps.items()},
                rejected={r: {"docs": v[0], "bytes": v[1]} for r, v in sorted(rejected.items())},
                sources={s: dict(sorted(c.items())) for s, c in sorted(sources.items())},
-               pii=dict(sorted(pii.items())), flags=dict(sorted(flags.items())),
-               bad_lines={"total": sum(bad.values()), **dict(sorted(bad.items()))}, bad_examples=examples)
+               pii=dict(sorted(pii.items())), flags=dict(sorted(flags.items())))
     return out
 
 
 def format_report(r: dict) -> str:
     mb = lambda b: f"{b / 1e6:.2f}"  # noqa: E731
     lines = [f"documents in {r['docs_in']}  kept {r['docs_kept']}  rejected {r['docs_rejected']}  "
-             f"(text MB in {mb(r['bytes_in'])}, kept {mb(r['bytes_kept'])}); bad lines {r['bad_lines']['total']}",
+             f"(text MB in {mb(r['bytes_in'])}, kept {mb(r['bytes_kept'])})",
+             ReadStats.from_json(r["input"]).summary(),
              "", f"{'step':<14}{'docs in':>10}{'docs out':>10}{'MB in':>9}{'MB out':>9}"]
     for n, s in r["steps"].items():
         lines.append(f"{n:<14}{s['docs_in']:>10}{s['docs_out']:>10}{mb(s['bytes_in']):>9}{mb(s['bytes_out']):>9}")
@@ -113,8 +103,6 @@ def format_report(r: dict) -> str:
     if r.get("dedup"):
         d = r["dedup"]
         lines += ["", "dedup: " + ", ".join(f"{k}={v}" for k, v in d.items())]
-    if r["bad_examples"]:
-        lines += ["", "bad input lines (first ones):"] + [f"  {e}" for e in r["bad_examples"]]
     return "\n".join(lines) + "\n"
 
 

@@ -37,6 +37,7 @@ from hyperclova.parallel.layout import (
     check_layout,
     pipeline_microbatches,
 )
+from hyperclova.paths import find_config
 from hyperclova.plan.hardware import DEFAULT_MEMORY, GiB
 from hyperclova.plan.memory import activation_bytes
 
@@ -225,11 +226,11 @@ def parse_ranks(text: str | None) -> list[int] | None:
 @cli_main
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", help="YAML config file")
+    ap.add_argument("--config", help="YAML config file, or a shipped one by name (e.g. demo, 1.3b)")
     ap.add_argument("--ranks", help="comma-separated global ranks (default: one per stage)")
     ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model=82b parallel.tp=8")
     args = ap.parse_args(argv)
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(find_config(args.config) if args.config else None, args.overrides)
     print(format_report(cfg, dry_run(cfg, parse_ranks(args.ranks))))
 
 

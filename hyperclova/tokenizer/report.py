@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import asdict, dataclass
+from typing import Sequence
+
+from hyperclova.errors import UserError
 
 from hyperclova.tokenizer.load import Tokenizer
 from hyperclova.tokenizer.morphemes import MorphemeSplitter, boundaries
@@ -117,26 +120,34 @@ def plot_overlap(curves: dict[str, list[tuple[float, float]]], path: str) -> Non
 
 def run_report(train_files: list[str], eval_files: list[str], out_dir: str, types: list[str],
                vocab_size: int, ratios: list[float], overlap_types: list[str], png: str | None,
-               json_key: str = "text", eval_docs: int = 2000, workers: int = 1, seed: int = 0,
-               log=print) -> dict:
+               json_keys: Sequence[str] = ("text",), eval_docs: int = 2000, workers: int = 1, seed: int = 0,
+               log=print, input_format: str = "auto", strict: bool = False, overwrite: bool = False) -> dict:
     """Train every type on `train_files`, evaluate on `eval_files`, and measure vocabulary overlap
-    against sample ratio. Writes tokenizers, report.json and report.md under `out_dir`."""
+    against sample ratio. Writes tokenizers, report.json and report.md under `out_dir`, which must
+    be empty unless `overwrite`."""
     import json
     from pathlib import Path
 
-    from hyperclova.tokenizer.inputs import iter_documents
+    from hyperclova.data.reader import ReadStats, iter_records
+    from hyperclova.paths import make_dir
     from hyperclova.tokenizer.train import train_tokenizer
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    texts = list(itertools.islice(iter_documents(eval_files, json_key), eval_docs))
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        raise UserError(f"--output {out_dir} is not empty (an earlier report?); pass --overwrite to replace it")
+    make_dir(out, "--output")
+    read = ReadStats()
+    records = iter_records(eval_files, json_keys, input_format, strict, read)
+    texts = list(itertools.islice((t for rec in records for t in rec.texts), eval_docs))
+    log(read.summary())
     splitter = MorphemeSplitter()
 
     def train(kind: str, ratio: float):
         name = f"{kind}" if ratio == 1.0 else f"{kind}_r{ratio:g}"
         tok = train_tokenizer(train_files, str(out / name), type=kind, vocab_size=vocab_size,
-                              json_key=json_key, sample_ratio=None if ratio == 1.0 else ratio,
-                              workers=workers, seed=seed, show_progress=False)
+                              json_keys=json_keys, sample_ratio=None if ratio == 1.0 else ratio,
+                              workers=workers, seed=seed, show_progress=False, input_format=input_format,
+                              strict=strict, overwrite=True)
         log(f"trained {name}: vocab {tok.vocab_size} in {tok.meta['training']['seconds']:.1f} s")
         return tok
 

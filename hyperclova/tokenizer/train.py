@@ -12,11 +12,16 @@ import functools
 import io
 import itertools
 import multiprocessing as mp
+import os
+import shutil
 import time
-from typing import Iterable, Iterator
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
 
+from hyperclova.data.reader import (InputFile, ReadStats, check_json_keys, expand_inputs, iter_records,
+                                    text_bytes)
 from hyperclova.errors import UserError
-from hyperclova.tokenizer.inputs import ReadStats, check_files, iter_documents, sample_ratio_for
+from hyperclova.paths import make_dir
 from hyperclova.tokenizer.load import (BYTE_LEVEL_TYPES, FORMAT_VERSION, NORMALIZATIONS, TYPES,
                                        Tokenizer)
 from hyperclova.tokenizer.morphemes import MorphemeSplitter
@@ -27,21 +32,27 @@ _BATCH_DOCS = 256
 _SPM_MAX_SENTENCE_CHARS = 4096
 
 
-def train_tokenizer(files: list[str], output_dir: str, type: str = "morpheme-bbpe",
-                    vocab_size: int = 64000, json_key: str = "text",
+def train_tokenizer(files, output_dir: str, type: str = "morpheme-bbpe",
+                    vocab_size: int = 64000, json_keys: Sequence[str] = ("text",),
                     sample_ratio: float | None = None, sample_bytes: int | None = None,
                     workers: int = 1, seed: int = 0, n_reserved: int = DEFAULT_RESERVED,
                     normalization: str = "none", min_frequency: int = 2,
-                    on_invalid_utf8: str = "error", spm_model_type: str = "bpe",
-                    verify_docs: int = 2000, show_progress: bool = True) -> Tokenizer:
-    """Train a tokenizer of `type` on `files` and save it to `output_dir` (created)."""
+                    spm_model_type: str = "bpe", verify_docs: int = 2000, show_progress: bool = True,
+                    input_format: str = "auto", strict: bool = False, overwrite: bool = False) -> Tokenizer:
+    """Train a tokenizer of `type` on `files` (read by hyperclova.data.reader: each json key's
+    text is a training document) and save it to `output_dir`, which must not hold one already
+    unless `overwrite`."""
     _check_args(type, vocab_size, n_reserved, normalization, workers, spm_model_type)
-    files = [str(f) for f in files]
-    check_files(files)
-    ratio = sample_ratio_for(files, sample_ratio, sample_bytes)
-    stats = ReadStats()
+    if not overwrite and Path(output_dir).is_dir() and any(Path(output_dir).iterdir()):
+        raise UserError(f"--output {output_dir} is not empty (an earlier tokenizer?); pass --overwrite to "
+                        "replace it, then re-serialize: shards made with the old one do not fit the new one")
+    make_dir(output_dir, "--output")
+    inputs = expand_inputs(files, input_format)
+    keys = check_json_keys(json_keys, inputs)
+    ratio = sample_ratio_for(inputs, sample_ratio, sample_bytes)
+    stats, used = ReadStats(), {"docs": 0, "bytes": 0}
     specials = special_tokens(n_reserved)
-    docs = iter_documents(files, json_key, ratio, seed, sample_bytes, on_invalid_utf8, stats)
+    docs = _documents(inputs, keys, ratio, seed, sample_bytes, strict, stats, used)
     if normalization == "nfc":
         import unicodedata
 
@@ -69,9 +80,9 @@ def train_tokenizer(files: list[str], output_dir: str, type: str = "morpheme-bbp
 
             hf.normalizer = normalizers.NFC()
     seconds = time.perf_counter() - start
-    if stats.docs_kept == 0:
-        raise UserError(f"no documents to train on in {files} (key {json_key!r}, "
-                        f"sample ratio {ratio:g}); skipped: {stats.skipped}")
+    if used["docs"] == 0:
+        raise UserError(f"no documents to train on (keys {list(keys)}, sample ratio {ratio:g}):\n"
+                        f"{stats.summary()}")
     meta = {
         "format_version": FORMAT_VERSION,
         "type": type,
@@ -83,9 +94,8 @@ def train_tokenizer(files: list[str], output_dir: str, type: str = "morpheme-bbp
         "vocab_size": hf.get_vocab_size() if hf is not None else _spm_vocab_size(spm_model),
         "fast_engine": False,
         "training": {
-            "files": files, "json_key": json_key, "sample_ratio": ratio, "seed": seed,
-            "docs_seen": stats.docs_seen, "docs": stats.docs_kept, "bytes": stats.bytes_kept,
-            "replaced_lines": stats.replaced_lines, "skipped": stats.skipped,
+            "files": [f.path for f in inputs], "json_keys": list(keys), "sample_ratio": ratio, "seed": seed,
+            "docs_seen": stats.lines, "docs": used["docs"], "bytes": used["bytes"], "read": stats.to_json(),
             "requested_vocab_size": vocab_size, "seconds": round(seconds, 2),
             **({"spm_model_type": spm_model_type} if type == "spm" else {}),
         },
@@ -94,8 +104,49 @@ def train_tokenizer(files: list[str], output_dir: str, type: str = "morpheme-bbp
     _check_special_ids(tok, specials)
     if type in BYTE_LEVEL_TYPES:
         meta["fast_engine"] = fast_engine_matches(tok, held_out) == 0
-    tok.save(output_dir)
+    _save_replacing(tok, Path(output_dir))
     return Tokenizer.load(output_dir)
+
+
+def sample_ratio_for(files: Sequence[InputFile], sample_ratio: float | None, sample_bytes: int | None) -> float:
+    """The Bernoulli keep-probability per line; with a byte budget it is budget / input text size."""
+    if sample_ratio is not None and sample_bytes is not None:
+        raise UserError("give --sample-ratio or --sample-bytes, not both")
+    if sample_ratio is not None:
+        if not 0 < sample_ratio <= 1:
+            raise UserError(f"--sample-ratio must be in (0, 1], got {sample_ratio}")
+        return sample_ratio
+    if sample_bytes is not None:
+        if sample_bytes <= 0:
+            raise UserError(f"--sample-bytes must be positive, got {sample_bytes}")
+        total = sum(text_bytes(f) for f in files)
+        return min(1.0, sample_bytes / max(total, 1))
+    return 1.0
+
+
+def _documents(inputs, keys, ratio: float, seed: int, max_bytes: int | None, strict: bool,
+               stats: ReadStats, used: dict) -> Iterator[str]:
+    """Training documents: every key's text of each sampled line, until `max_bytes` of lines."""
+    for rec in iter_records(inputs, keys, strict=strict, stats=stats, sample_ratio=ratio, seed=seed):
+        used["docs"] += len(rec.texts)
+        used["bytes"] += rec.nbytes
+        yield from rec.texts
+        if max_bytes is not None and used["bytes"] >= max_bytes:
+            return
+
+
+def _save_replacing(tok: Tokenizer, out: Path) -> None:
+    """Save into a fresh directory, then swap it in: no file of an older tokenizer survives."""
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok.save(tmp)
+    if out.exists():
+        old = out.with_name(f"{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, out)
 
 
 def _check_args(type: str, vocab_size: int, n_reserved: int, normalization: str, workers: int,

@@ -11,31 +11,9 @@ import pytest
 
 from hyperclova.corpus.recipe import DEFAULT_RECIPE
 from hyperclova.corpus.synthetic import generate_corpus
+from fake_sbatch import install
 
 ROOT = Path(__file__).resolve().parents[2]
-
-# Runs the --wrap command now: once per array index with the SLURM_ARRAY_* variables set. Jobs are
-# submitted in dependency order by the script, so running them immediately respects afterok.
-FAKE_SBATCH = r"""#!/bin/bash
-array=""; wrap=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --array=*) array="${1#--array=}";;
-    --wrap) wrap="$2"; shift;;
-  esac
-  shift
-done
-echo "$wrap" >> "$FAKE_SBATCH_LOG"
-if [ -n "$array" ]; then
-  lo=${array%-*}; hi=${array#*-}
-  for k in $(seq "$lo" "$hi"); do
-    SLURM_ARRAY_TASK_ID=$k SLURM_ARRAY_TASK_MIN=$lo SLURM_ARRAY_TASK_COUNT=$((hi - lo + 1)) bash -c "$wrap" >/dev/null || exit 1
-  done
-else
-  bash -c "$wrap" >/dev/null || exit 1
-fi
-echo $RANDOM
-"""
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
@@ -43,10 +21,7 @@ def test_sbatch_launcher_matches_local_run(tmp_path):
     generate_corpus(tmp_path / "raw.jsonl", n_docs=300, seed=5, noise=1.0)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(DEFAULT_RECIPE.read_text(encoding="utf-8").replace("task_mb: 32", "task_mb: 0.03"))
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "sbatch").write_text(FAKE_SBATCH)
-    (bindir / "sbatch").chmod(0o755)
+    bindir = install(tmp_path / "bin")
     env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "INPUT": str(tmp_path / "raw.jsonl"),
            "OUTPUT": str(tmp_path / "slurm"), "RECIPE": str(recipe), "ARRAY": "2", "PY": sys.executable,
            "FAKE_SBATCH_LOG": str(tmp_path / "jobs.log"), "OMP_NUM_THREADS": "1"}

@@ -132,16 +132,78 @@ def test_merge_refuses_mixed_dtypes(tmp_path):
 
 
 def test_merge_cli(tmp_path, capsys):
+    """--output-prefix and input prefixes mean {prefix}_{key}_document, as for preprocess_data."""
     from tools.merge_datasets import main
 
     parts = tmp_path / "parts"
     parts.mkdir()
-    write_shard(str(parts / "p1"), random_docs(4, 0, 50, seed=1))
-    write_shard(str(parts / "p0"), random_docs(3, 0, 50, seed=2))
+    write_shard(str(parts / "p1_text_document"), random_docs(4, 0, 50, seed=1))
+    write_shard(str(parts / "p0_text_document"), random_docs(3, 0, 50, seed=2))
+    write_shard(str(parts / "p0_title_document"), random_docs(3, 0, 50, seed=3))  # another key: not merged
     main(["--input", str(parts), "--output-prefix", str(tmp_path / "all")])
     assert "merged 2 shards" in capsys.readouterr().out
-    ds, first = IndexedDataset(str(tmp_path / "all")), IndexedDataset(str(parts / "p0"))
+    ds, first = IndexedDataset(str(tmp_path / "all_text_document")), IndexedDataset(str(parts / "p0_text_document"))
+    assert len(ds) == 7
     np.testing.assert_array_equal(ds[0], first[0])  # directories merge in name order
-    with pytest.raises(SystemExit) as e:
-        main(["--input", str(tmp_path / "missing"), "--output-prefix", str(tmp_path / "x")])
-    assert e.value.code == 2 and "missing.idx does not exist" in capsys.readouterr().err
+    main(["--input", str(parts / "p1"), str(parts / "p0_text_document.idx"), "--output-prefix", str(tmp_path / "b")])
+    assert len(IndexedDataset(str(tmp_path / "b_text_document"))) == 7
+    for argv, message in [
+        (["--input", str(tmp_path / "missing"), "--output-prefix", str(tmp_path / "x")],
+         "missing_text_document.idx does not exist"),
+        (["--input", str(parts), "--output-prefix", str(tmp_path / "all")], "already exist; pass --overwrite"),
+        (["--input", str(parts), "--output-prefix", str(tmp_path / "y_text_document")], "names a shard"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32])
+def test_bytes_identical_to_megatron_builder_without_importing_it(tmp_path, dtype):
+    """Our writer produces megatron-core's exact bytes, for documents and for whole-shard appends,
+    and the serializer's writer module does not import megatron-core (or torch)."""
+    import subprocess
+    import sys
+
+    import torch
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+    a, b = random_docs(37, 0, 60000, seed=3), random_docs(5, 0, 60000, seed=4)
+    ours = write_shard(str(tmp_path / "ours"), a, dtype)
+    ref = IndexedDatasetBuilder(str(tmp_path / "ref.bin"), dtype=dtype)
+    for doc in a:
+        ref.add_document(torch.from_numpy(doc.astype(np.int64)), [len(doc)])
+    ref.finalize(str(tmp_path / "ref.idx"))
+    for suffix in (".bin", ".idx"):
+        assert open(ours + suffix, "rb").read() == open(str(tmp_path / "ref") + suffix, "rb").read()
+
+    pb = write_shard(str(tmp_path / "b"), b, dtype)
+    merged = ShardWriter(str(tmp_path / "merged"), dtype)
+    merged.add_shard(check_shard(pb))
+    merged.add_shard(check_shard(ours))
+    merged.commit()
+    ref = IndexedDatasetBuilder(str(tmp_path / "refm.bin"), dtype=dtype)
+    ref.add_index(pb)
+    ref.add_index(ours)
+    ref.finalize(str(tmp_path / "refm.idx"))
+    for suffix in (".bin", ".idx"):
+        assert open(str(tmp_path / "merged") + suffix, "rb").read() == open(str(tmp_path / "refm") + suffix, "rb").read()
+
+    code = "import sys, hyperclova.data.serialize; print(sorted({'torch', 'megatron'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_stale_temporaries_are_those_of_dead_local_processes(tmp_path):
+    import socket
+
+    prefix = str(tmp_path / "s")
+    live = ShardWriter(prefix, np.uint16)  # this process: alive
+    dead = [f"{prefix}.tmp-{socket.gethostname()}-999999999{s}" for s in (".bin", ".idx")]
+    other_host = f"{prefix}.tmp-elsewhere.example-1.bin"
+    for p in dead + [other_host]:
+        open(p, "wb").close()
+    from hyperclova.data.indexed import stale_temporaries
+
+    assert sorted(stale_temporaries(prefix)) == sorted(dead)
+    live.abort()

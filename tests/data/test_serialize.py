@@ -1,10 +1,13 @@
 """The serializer: ids equal the tokenizer's, bad input is counted by reason, output is atomic."""
 from __future__ import annotations
 
+import glob
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -38,72 +41,34 @@ def test_ids_round_trip_in_order(corpus_and_tokenizer, tmp_path, workers, block_
     prefix = str(tmp_path / "out_text_document")
     assert IndexedDataset(prefix).index.dtype is np.uint16  # vocab 600 < 65,500
     assert read_shard(prefix) == want
-    assert (stats.documents_read, stats.documents_written, stats.documents_skipped) == (300, 300, 0)
+    assert (stats.read.read, stats.read.kept, stats.read.skipped) == (300, 300, {})
     assert stats.tokens["text"] == sum(map(len, want))
     assert stats.bytes_read == os.path.getsize(corpus)
     assert sorted(os.listdir(tmp_path)) == sorted(f"out_text_document{s}" for s in (".bin", ".idx", ".meta.json"))
 
 
-BAD_LINES = [
-    (b'{"text": 5}', "non_string"),
-    (b'{"title": "x"}', "missing_key"),
-    (b"not json", "invalid_json"),
-    (b'{"text": "caf\xc3"}', "invalid_utf8"),
-    (b'{"text": ""}', "empty_text"),
-    (b'{"text": "  \\n "}', "empty_text"),
-    (b"[1, 2]", "not_an_object"),
-    (b'{"text": "\\ud800 lone"}', "invalid_unicode"),
-    (b"", "empty_text"),
-]
-
-
-def write_mixed(path, good: list[str]) -> dict[int, str]:
-    """Good documents with every kind of bad line between them; returns line -> expected reason."""
-    expected, lines = {}, []
-    for i, text in enumerate(good):
-        lines.append(json.dumps({"text": text, "id": i}, ensure_ascii=False).encode())
-        if i < len(BAD_LINES):
-            lines.append(BAD_LINES[i][0])
-            expected[len(lines)] = BAD_LINES[i][1]
-    lines[0] = b"\xef\xbb\xbf" + lines[0]  # a byte-order mark is tolerated
-    lines[1] += b"\r"  # so is a CRLF line end
-    with open(path, "wb") as f:
-        f.write(b"\n".join(lines))  # and a missing final newline
-    return expected
-
-
-def test_bad_input_is_skipped_and_counted(corpus_and_tokenizer, tmp_path):
-    corpus, tok_dir = corpus_and_tokenizer
-    good = texts_of(corpus)[:40]
-    expected = write_mixed(tmp_path / "mixed.jsonl", good)
-    stats = preprocess([str(tmp_path / "mixed.jsonl")], str(tmp_path / "out"), tok_dir, workers=2,
-                       block_bytes=2000, progress=False)
-    assert stats.documents_read == 40 + len(BAD_LINES)
-    assert stats.documents_written == 40
-    assert stats.documents_read == stats.documents_written + stats.documents_skipped
-    want_counts: dict[str, int] = {}
-    for reason in expected.values():
-        want_counts[reason] = want_counts.get(reason, 0) + 1
-    assert stats.skipped == want_counts
-    located = {int(where.split(":")[1]): reason for reason, ex in stats.examples.items() for where in ex}
-    assert located == expected
-    assert read_shard(str(tmp_path / "out_text_document")) == load_tokenizer(tok_dir).encode_batch(good)
-    summary = stats.summary()
-    assert f"documents read {40 + len(BAD_LINES)} = written 40 + skipped {len(BAD_LINES)}" in summary
-    assert f"mixed.jsonl:{min(k for k, v in expected.items() if v == 'invalid_json')}" in summary
-
-
-def test_strict_stops_at_first_bad_line_and_keeps_old_output(corpus_and_tokenizer, tmp_path):
+def test_existing_output_needs_overwrite_and_strict_keeps_it(corpus_and_tokenizer, tmp_path):
     corpus, tok_dir = corpus_and_tokenizer
     preprocess([corpus], str(tmp_path / "out"), tok_dir, workers=1, progress=False)
     before = {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)}
-    expected = write_mixed(tmp_path / "mixed.jsonl", texts_of(corpus)[:40])
-    first = min(expected)
-    with pytest.raises(UserError, match=rf"mixed\.jsonl:{first}: value is not a string"):
+    with pytest.raises(UserError, match=r"--output-prefix .*out: .*out_text_document\.bin, .*out_text_document\.idx already exist; pass --overwrite"):
+        preprocess([corpus], str(tmp_path / "out"), tok_dir, workers=1, progress=False)
+    lines = open(corpus, "rb").read().splitlines()
+    (tmp_path / "mixed.jsonl").write_bytes(b"\n".join(lines[:30] + [b'{"text": 5}'] + lines[30:40]))
+    with pytest.raises(UserError, match=r"mixed\.jsonl:31: value is not a string"):
         preprocess([str(tmp_path / "mixed.jsonl")], str(tmp_path / "out"), tok_dir, workers=2,
-                   strict=True, block_bytes=500, progress=False)
+                   strict=True, block_bytes=500, progress=False, overwrite=True)
     after = {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path) if n != "mixed.jsonl"}
     assert after == before  # no temporary files left, the complete old shard untouched
+    preprocess([corpus], str(tmp_path / "out"), tok_dir, workers=1, progress=False, overwrite=True, append_eod=True)
+    assert len((tmp_path / "out_text_document.bin").read_bytes()) > len(before["out_text_document.bin"])  # replaced
+
+
+def test_output_prefix_under_a_file_is_a_clear_error(corpus_and_tokenizer, tmp_path):
+    corpus, tok_dir = corpus_and_tokenizer
+    (tmp_path / "data").write_text("a file, not a directory")
+    with pytest.raises(UserError, match=r"--output-prefix .*data/sub/corpus: .*data is a file, not a directory"):
+        preprocess([corpus], str(tmp_path / "data" / "sub" / "corpus"), tok_dir, progress=False)
 
 
 def test_plain_text_and_several_keys(corpus_and_tokenizer, tmp_path):
@@ -112,7 +77,7 @@ def test_plain_text_and_several_keys(corpus_and_tokenizer, tmp_path):
     lines = [t.replace("\n", " ") for t in texts_of(corpus)[:20]]
     (tmp_path / "docs.txt").write_text("\n".join(lines[:10]) + "\n\n" + "\n".join(lines[10:]) + "\n", encoding="utf-8")
     stats = preprocess([str(tmp_path / "docs.txt")], str(tmp_path / "txt"), tok_dir, progress=False)
-    assert (stats.documents_written, stats.skipped) == (20, {"empty_text": 1})
+    assert (stats.documents_written, stats.read.skipped) == (20, {"empty_text": 1})
     assert read_shard(str(tmp_path / "txt_text_document")) == tok.encode_batch(lines)
 
     with open(tmp_path / "qa.jsonl", "w", encoding="utf-8") as f:
@@ -123,7 +88,7 @@ def test_plain_text_and_several_keys(corpus_and_tokenizer, tmp_path):
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     stats = preprocess([str(tmp_path / "qa.jsonl")], str(tmp_path / "qa"), tok_dir,
                        json_keys=["question", "answer"], workers=2, progress=False)
-    assert stats.documents_written == 19 and stats.skipped == {"missing_key": 1}
+    assert stats.documents_written == 19 and stats.read.skipped == {"missing_key": 1}
     kept = [i for i in range(20) if i != 5]
     assert read_shard(str(tmp_path / "qa_question_document")) == tok.encode_batch([f"{i}번 질문" for i in kept])
     assert read_shard(str(tmp_path / "qa_answer_document")) == tok.encode_batch([lines[i] for i in kept])
@@ -131,7 +96,7 @@ def test_plain_text_and_several_keys(corpus_and_tokenizer, tmp_path):
 
 def test_user_errors(corpus_and_tokenizer, tmp_path):
     corpus, tok_dir = corpus_and_tokenizer
-    with pytest.raises(UserError, match="missing.jsonl does not exist"):
+    with pytest.raises(UserError, match="input .*missing.jsonl does not exist"):
         preprocess([str(tmp_path / "missing.jsonl")], str(tmp_path / "o"), tok_dir, progress=False)
     (tmp_path / "data.csv").write_text("a,b\n")
     with pytest.raises(UserError, match=r"data\.csv: cannot tell the format"):
@@ -156,7 +121,7 @@ def test_cli_end_to_end(corpus_and_tokenizer, tmp_path):
          "--tokenizer", tok_dir, "--workers", "2", "--append-eod", "--no-progress"],
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert "documents read 300 = written 300 + skipped 0" in run.stdout
+    assert "read 300 = kept 300 + skipped 0" in run.stdout
     assert "docs/s" in run.stdout and "MB/s" in run.stdout
     assert len(IndexedDataset(str(tmp_path / "cli_text_document"))) == 300
 
@@ -189,18 +154,6 @@ def test_killed_worker_fails_the_run_and_leaves_nothing(corpus_and_tokenizer, tm
     assert os.listdir(tmp_path) == []
 
 
-def test_blocks_cut_at_line_ends(tmp_path):
-    from hyperclova.data.records import read_blocks, split_lines
-
-    lines = [b"x" * n for n in (0, 5, 40, 1, 0, 25, 3)]
-    (tmp_path / "a.txt").write_bytes(b"\n".join(lines))  # no final newline
-    (tmp_path / "b.txt").write_bytes(b"one\ntwo\n")
-    blocks = list(read_blocks([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")], ["text", "text"], 8))
-    got = [(b.file_index, b.first_line + i, line) for b in blocks for i, line in enumerate(split_lines(b.data))]
-    assert got == [(0, i + 1, line) for i, line in enumerate(lines)] + [(1, 1, b"one"), (1, 2, b"two")]
-    assert all(b.data.endswith(b"\n") for b in blocks[:-2])
-
-
 def test_interrupt_leaves_no_shard(corpus_and_tokenizer, tmp_path, monkeypatch):
     from hyperclova.data import serialize
 
@@ -217,3 +170,92 @@ def test_interrupt_leaves_no_shard(corpus_and_tokenizer, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         preprocess([corpus], str(tmp_path / "out"), tok_dir, workers=2, block_bytes=4000, progress=False)
     assert os.listdir(tmp_path) == []
+
+
+# --- signals: a killed or terminated run leaves no workers and no files behind ---------------------
+
+
+@pytest.fixture(scope="module")
+def long_corpus(tmp_path_factory) -> str:
+    from hyperclova.corpus.synthetic import generate_corpus
+
+    path = tmp_path_factory.mktemp("long") / "long.jsonl"
+    generate_corpus(path, n_docs=10000, seed=1)  # seconds of morpheme-aware encoding
+    return str(path)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = open(stat).read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.split("/")[2]))
+    return out
+
+
+def _alive(pids: list[int]) -> list[int]:
+    alive = []
+    for p in pids:
+        try:
+            if open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+                alive.append(p)
+        except OSError:
+            pass
+    return alive
+
+
+def _start_serializer(corpus: str, tok_dir: str, prefix: str, workers: str):
+    proc = subprocess.Popen(
+        [sys.executable, "tools/preprocess_data.py", "--input", corpus, "--output-prefix", prefix, "--tokenizer",
+         tok_dir, "--workers", workers, "--block-mb", "0.05", "--no-progress"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until the workers run and the shard is being written
+        kids = _children(proc.pid)
+        if len(kids) >= 2 and glob.glob(prefix + "_text_document.tmp-*.bin") and proc.poll() is None:
+            time.sleep(0.5)
+            return proc, kids
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("the serializer did not start its workers")
+
+
+def _wait_gone(pids: list[int], seconds: float = 20) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while _alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _alive(pids)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_cleans_up_like_ctrl_c(corpus_and_tokenizer, long_corpus, tmp_path):
+    _, tok_dir = corpus_and_tokenizer
+    proc, kids = _start_serializer(long_corpus, tok_dir, str(tmp_path / "out"), "999")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "terminated: temporary files removed, no shard written" in err and "Traceback" not in err
+    assert "note: --workers 999 is more than the" in err
+    assert _wait_gone(kids) == [] and os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigkill_takes_the_workers_along_and_a_rerun_clears_the_leftovers(corpus_and_tokenizer, long_corpus,
+                                                                         tmp_path):
+    _, tok_dir = corpus_and_tokenizer
+    prefix = str(tmp_path / "out")
+    proc, kids = _start_serializer(long_corpus, tok_dir, prefix, "2")
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert _wait_gone(kids) == []  # no orphan keeps encoding
+    assert glob.glob(prefix + "_text_document.tmp-*")  # what the killed writer left
+    corpus, _ = corpus_and_tokenizer  # a short rerun into the same prefix
+    rerun = subprocess.run(
+        [sys.executable, "tools/preprocess_data.py", "--input", corpus, "--output-prefix", prefix,
+         "--tokenizer", tok_dir, "--workers", "2", "--no-progress"], cwd=REPO, capture_output=True, text=True,
+        timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(os.listdir(tmp_path)) == [f"out_text_document{s}" for s in (".bin", ".idx", ".meta.json")]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 LAUNCH = Path(__file__).resolve().parents[2] / "launch"
-SCRIPTS = ["slurm.sbatch", "torchrun.sh", "mpirun.sh", "common.sh"]
+SCRIPTS = ["slurm.sbatch", "torchrun.sh", "mpirun.sh", "common.sh", "clean_corpus.sbatch", "preprocess_data.sbatch"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

@@ -40,7 +40,7 @@ def test_vocab_overlap(toks):
 def test_report_cli_writes_tables_and_plot(corpus, tmp_path):
     png = tmp_path / "overlap.png"
     r = subprocess.run(
-        [sys.executable, "tools/tokenizer_report.py", "--input", corpus, "--out-dir",
+        [sys.executable, "tools/tokenizer_report.py", "--input", corpus, "--output",
          str(tmp_path / "rep"), "--types", "morpheme-bbpe", "bbpe", "--vocab-size", "500",
          "--ratios", "0.3", "--eval-docs", "100", "--png", str(png)],
         cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -48,40 +48,37 @@ def test_plain_text_and_gzip_inputs(tmp_path):
         for line in lines.splitlines():
             f.write(json.dumps({"body": line}, ensure_ascii=False) + "\n")
     t1 = _train([tmp_path / "a.txt"], tmp_path / "t1")
-    t2 = _train([tmp_path / "b.jsonl.gz"], tmp_path / "t2", json_key="body")
+    t2 = _train([tmp_path / "b.jsonl.gz"], tmp_path / "t2", json_keys=["body"])
     assert t1.meta["training"]["docs"] == t2.meta["training"]["docs"] == 400
     assert t1.decode(t1.encode("오늘은 비가")) == "오늘은 비가"
 
 
-def test_bad_inputs_are_user_errors_naming_file_and_line(tmp_path):
-    bad = tmp_path / "bad.jsonl"
-    bad.write_bytes(b'{"text": "ok"}\n{"text": "caf\xff"}\n')
-    with pytest.raises(UserError, match=r"bad.jsonl:2: invalid UTF-8"):
-        _train([bad], tmp_path / "x")
-    tok = _train([bad], tmp_path / "y", on_invalid_utf8="replace")
-    assert tok.meta["training"]["replaced_lines"] == 1
-    bad.write_text('{"text": "ok"}\n{"text": \n', encoding="utf-8")
-    with pytest.raises(UserError, match=r"bad.jsonl:2: not valid JSON"):
-        _train([bad], tmp_path / "x")
-    with pytest.raises(UserError, match=r"bad.jsonl:2: not valid JSON"):  # raised inside the pool
-        _train([bad], tmp_path / "x", type="morpheme-bbpe", workers=2)
-    bad.write_text('{"text": "ok"}\n{"body": "x"}\n', encoding="utf-8")
-    with pytest.raises(UserError, match=r"bad.jsonl:2: no key 'text'"):
-        _train([bad], tmp_path / "x")
-    bad.write_text('{"text": 5}\n', encoding="utf-8")
-    with pytest.raises(UserError, match=r"bad.jsonl:1: key 'text' holds int"):
-        _train([bad], tmp_path / "x")
-    bad.write_text('{"text": "lone \\ud800"}\n', encoding="utf-8")
-    with pytest.raises(UserError, match=r"bad.jsonl:1: .*lone surrogate"):
-        _train([bad], tmp_path / "x")
+def test_argument_errors_and_overwrite(tmp_path):
+    """Bad lines are the reader's business (tests/data/test_reader.py, through every tool); here the
+    trainer's own arguments, and an existing tokenizer replaced only with overwrite."""
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(json.dumps({"text": f"문서 {i} 가나다"}, ensure_ascii=False) + "\n" for i in range(50)),
+                    encoding="utf-8")
     with pytest.raises(UserError, match="vocab-size 100 is too small"):
-        _train([bad], tmp_path / "x", vocab_size=100)
+        _train([good], tmp_path / "x", vocab_size=100)
     with pytest.raises(UserError, match="--type must be one of"):
-        _train([bad], tmp_path / "x", type="wordpiece")
+        _train([good], tmp_path / "x", type="wordpiece")
     with pytest.raises(UserError, match="does not exist"):
         _train([tmp_path / "nope.jsonl"], tmp_path / "x")
     with pytest.raises(UserError, match="not both"):
-        _train([bad], tmp_path / "x", sample_ratio=0.5, sample_bytes=10)
+        _train([good], tmp_path / "x", sample_ratio=0.5, sample_bytes=10)
+    with pytest.raises(UserError, match=r"no documents to train on(.|\n)*missing key: 50"):
+        _train([good], tmp_path / "x", json_keys=["body"])
+    first = _train([good], tmp_path / "tok", type="spm", vocab_size=300)
+    assert (tmp_path / "tok" / "spm.model").exists()
+    with pytest.raises(UserError, match="--output .*tok is not empty.*pass --overwrite"):
+        _train([good], tmp_path / "tok")
+    assert load_tokenizer(tmp_path / "tok").type == first.type == "spm"
+    _train([good], tmp_path / "tok", overwrite=True)  # bbpe replaces spm: no spm.model left behind
+    assert load_tokenizer(tmp_path / "tok").type == "bbpe" and not (tmp_path / "tok" / "spm.model").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match=r"--output .*file/tok: .*file is a file, not a directory"):
+        _train([good], tmp_path / "file" / "tok")
 
 
 def _cli(*args):
@@ -97,20 +94,17 @@ def test_cli_trains_and_reports_errors_without_traceback(corpus, tmp_path):
     assert "trained morpheme-bbpe tokenizer" in r.stdout
     tok = load_tokenizer(out)
     assert tok.type == "morpheme-bbpe" and tok.meta["training"]["sample_ratio"] == 0.5
-    r = _cli("--input", corpus, "--output", str(out), "--json-key", "body")
+    r = _cli("--input", corpus, "--output", str(out), "--overwrite", "--json-keys", "body")
     assert r.returncode == 2 and "no key 'body'" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_text_lines_are_read_like_the_serializer_reads_them(tmp_path):
-    """No line terminators and no blank lines in the training text (the serializer strips and
-    skips them), and a byte budget over .gz inputs samples every file, not just the first."""
+def test_byte_budget_over_gz_samples_every_file(tmp_path):
+    """A byte budget over .gz inputs is spread over every file, not spent on the first."""
     import gzip
 
-    from hyperclova.tokenizer.inputs import iter_documents, sample_ratio_for
+    from hyperclova.data.reader import ReadStats, expand_inputs
+    from hyperclova.tokenizer.train import _documents, sample_ratio_for
 
-    txt = tmp_path / "a.txt"
-    txt.write_bytes(b"hello\n\nworld\r\n  \n")
-    assert list(iter_documents([str(txt)])) == ["hello", "world"]
     files = []
     for i in range(4):
         f = tmp_path / f"p{i}.jsonl.gz"
@@ -118,7 +112,9 @@ def test_text_lines_are_read_like_the_serializer_reads_them(tmp_path):
             g.writelines(f'{{"text": "file{i} 문서 {j} ' + "가나다라 " * 20 + '"}\n' for j in range(2000))
         files.append(str(f))
     text_bytes = sum(len(gzip.open(f).read()) for f in files)
-    ratio = sample_ratio_for(files, None, text_bytes // 4)
+    inputs = expand_inputs(files)
+    ratio = sample_ratio_for(inputs, None, text_bytes // 4)
     assert 0.2 < ratio < 0.3
-    seen = {d.split()[0] for d in iter_documents(files, ratio=ratio, max_bytes=text_bytes // 4)}
+    used = {"docs": 0, "bytes": 0}
+    seen = {d.split()[0] for d in _documents(inputs, ("text",), ratio, 0, text_bytes // 4, False, ReadStats(), used)}
     assert len(seen) >= 3
