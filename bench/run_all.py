@@ -31,6 +31,7 @@ BENCHES = {
                "50000,100000,200000,400000,800000"],
     "launch": ["bench/bench_launch.py", "--rounds", "3"],
     "convert": ["bench/bench_convert.py", "--preset", "350m"],
+    "checkpoint": ["bench/bench_checkpoint.py", "--preset", "350m", "--rounds", "3"],
 }
 
 
