@@ -147,7 +147,7 @@ def read_marker(path: Path) -> dict[str, dict]:
                 raise TypeError(name)
             files[name] = entry
         return files
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, OSError):
         raise _Unusable("unreadable COMPLETE marker") from None
 
 
@@ -157,8 +157,9 @@ def _check_files(path: Path, files: dict[str, dict]) -> None:
         f = path / name
         if not f.is_file():
             raise _Unusable(f"missing file {name}")
-        if f.stat().st_size != want["bytes"]:
-            raise _Unusable(f"file {name} has {f.stat().st_size} bytes, expected {want['bytes']}")
+        size = f.stat().st_size
+        if size != want["bytes"]:
+            raise _Unusable(f"file {name} has {size} bytes, expected {want['bytes']}")
     try:  # a pickle: a damaged one fails in any of a dozen ways
         dcp.FileSystemReader(str(path)).read_metadata()
     except Exception as e:  # noqa: BLE001
@@ -167,19 +168,24 @@ def _check_files(path: Path, files: dict[str, dict]) -> None:
 
 def verify_digests(path: Path, files: dict[str, dict], names: list[str]) -> str | None:
     """None when every file in `names` hashes to its recorded digest, else the first mismatch."""
+    def check(name: str) -> str | None:
+        try:
+            if file_digest(path / name) == files[name][DIGEST]:
+                return None
+        except OSError as e:  # on another rank this must still become an answer, not a hang
+            return f"cannot read file {name}: {e.strerror}"
+        return f"file {name} is corrupt: its {DIGEST} digest differs from COMPLETE's"
+
     names = [n for n in names if DIGEST in files[n]]
     if not names:
         return None
     with ThreadPoolExecutor(min(4, len(names))) as pool:
-        for name, got in zip(names, pool.map(lambda n: file_digest(path / n), names)):
-            if got != files[name][DIGEST]:
-                return f"file {name} is corrupt: its {DIGEST} digest differs from COMPLETE's"
-    return None
+        return next((r for r in pool.map(check, names) if r), None)
 
 
 def check_complete(path: Path, verify: bool = True) -> str | None:
     """None when `path` is a complete checkpoint, else the reason it is not. `verify` reads every
-    file to compare digests (in this process; CheckpointManager shares that work between ranks)."""
+    file to compare digests, in this process (find_resumable shares that work between ranks)."""
     try:
         files = read_marker(path)
         _check_files(path, files)
@@ -294,7 +300,7 @@ class _PendingSave:
 
 class CheckpointManager:
     """Saves and restores `states` (name -> Stateful) in `cfg.checkpoint_dir`. Every method is
-    collective under a process group (call it on every rank) except `poll`."""
+    collective under a process group (call it on every rank) except `poll` and `close`."""
 
     def __init__(self, cfg: Config, states: dict[str, Stateful], log=print):
         self.cfg = cfg

@@ -91,8 +91,12 @@ class DirectoryLock:
         self.directory = directory
         self.path = directory / LOCK_FILE
         self._file = None
-        directory.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+", encoding="utf-8")  # never truncate before we hold the lock
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            f = open(self.path, "a+", encoding="utf-8")  # never truncate before we hold the lock
+        except OSError as e:
+            raise UserError(f"checkpoint directory {directory}: cannot create {LOCK_FILE} "
+                            f"({e.strerror})") from None
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -27,7 +27,7 @@ from hyperclova.model.presets import count_params
 from hyperclova.parallel.mesh import accumulation_steps, check_layout, prepare_distributed
 from hyperclova.train.checkpoint import CheckpointManager, RngState, TrainState
 from hyperclova.train.engine import build_engine, resolve_device
-from hyperclova.train.lock import DirectoryLock, DirectoryLocked
+from hyperclova.train.lock import DirectoryLock
 from hyperclova.train.metrics import Metrics, flops_per_token, peak_flops, print0
 from hyperclova.train.optim import Optimizers, schedule_for
 
@@ -80,14 +80,14 @@ def lock_checkpoint_dir(cfg: Config) -> DirectoryLock | None:
     if dist.get_rank() == 0:
         try:
             lock = DirectoryLock(cfg.checkpoint_dir, log=print0)
-        except DirectoryLocked as e:
-            error = str(e)
+        except UserError as e:
+            error = e
     if dist.get_world_size() > 1:
         box = [error]
         dist.broadcast_object_list(box, src=0)
         error = box[0]
     if error:
-        raise DirectoryLocked(error)
+        raise error
     return lock
 
 
