@@ -1,6 +1,7 @@
 """Run safety with several ranks (docs/checkpoints.md): a job refused by the directory lock stops
 on every rank at once; asynchronous saves of sharded state record every rank's digests, and a
-resume shares the verification between ranks and falls back from a corrupted shard."""
+resume shares the verification between ranks and falls back from a corrupted shard. Also the
+rank-0 console helpers (print0, print_ranks) on a real process group."""
 from __future__ import annotations
 
 import json
@@ -20,16 +21,22 @@ def shard(tmp_path_factory):
 
 
 def test_refused_job_stops_on_every_rank(shard, tmp_path):
+    """Three ranks (the worker first tries the rank-0 console helpers on the group) start a
+    trainer on a directory another run holds: every rank stops with the holder's name."""
     held = DirectoryLock(tmp_path / "ckpt")  # another run holds the directory
     try:
-        proc = launch(2, "-m", "hyperclova.train",
-                      *trainer_overrides(shard, tmp_path, "parallel.dp_replicate=2"), timeout=120)
+        proc = launch(3, "tests/distributed/print_ranks_worker.py",
+                      *trainer_overrides(shard, tmp_path, "parallel.dp_replicate=3",
+                                         "train.global_batch_size=6"), timeout=120)
     finally:
         held.release()
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert out.count(f"error: checkpoint directory {tmp_path / 'ckpt'} is in use by another "
-                     f"training run (pid {os.getpid()} on host") == 2, out[-3000:]
+                     f"training run (pid {os.getpid()} on host") == 3, out[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines.count("ranks 0,2: parity 0") == 1 and lines.count("rank 1: parity 1") == 1
+    assert lines.count("said once") == 1
 
 
 def test_async_sharded_save_digests_and_shared_verification(shard, tmp_path):
@@ -54,11 +61,3 @@ def test_async_sharded_save_digests_and_shared_verification(shard, tmp_path):
     assert "step_00000002 at step 2" in out
     again = train_losses(tmp_path)
     assert [again[s] for s in (3, 4)] == [first[s] for s in (3, 4)]
-
-
-def test_console_helpers_on_a_process_group():
-    proc = launch(3, "tests/distributed/print_ranks_worker.py", timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.splitlines()
-    assert lines.count("ranks 0,2: parity 0") == 1 and lines.count("rank 1: parity 1") == 1
-    assert lines.count("said once") == 1
