@@ -38,7 +38,7 @@ from torch.distributed.checkpoint.stateful import Stateful
 from hyperclova.config import Config, dump_yaml
 from hyperclova.errors import UserError
 
-try:  # private helpers of torch's own staging (2.4-2.13 at least); without them, stage as DCP does
+try:  # private helpers of torch's own staging; without them (or if they fail) stage as DCP does
     from torch.distributed._state_dict_utils import _copy_state_dict, _create_cpu_state_dict
 except ImportError:  # pragma: no cover
     _copy_state_dict = _create_cpu_state_dict = None
@@ -268,15 +268,15 @@ class _DigestingWriter(dcp.FileSystemWriter):
         self._staged = None
 
     def stage(self, state_dict: dict) -> dict:
-        if _create_cpu_state_dict is None:
-            return super().stage(state_dict)
-        if self._staged is not None:
+        if _create_cpu_state_dict is not None:
             try:
+                if self._staged is None:
+                    self._staged = _create_cpu_state_dict(state_dict,
+                                                          pin_memory=torch.cuda.is_available())
                 return _copy_state_dict(state_dict, self._staged, type_check=False)
-            except Exception:  # noqa: BLE001 - the state changed shape (new optimizer state)
-                self._staged = None
-        self._staged = _create_cpu_state_dict(state_dict, pin_memory=torch.cuda.is_available())
-        return _copy_state_dict(state_dict, self._staged, type_check=False)
+            except Exception:  # noqa: BLE001 - the state changed shape, or this torch's helpers
+                self._staged = None  # differ: this save stages DCP's way, the next one re-caches
+        return super().stage(state_dict)
 
     def reset(self, checkpoint_id=None) -> None:
         super().reset(checkpoint_id)
