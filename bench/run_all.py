@@ -31,14 +31,15 @@ BENCHES = {
                "50000,100000,200000,400000,800000"],
     "launch": ["bench/bench_launch.py", "--rounds", "3"],
     "convert": ["bench/bench_convert.py", "--preset", "350m"],
-    "serializer-startup": ["bench/bench_startup.py", "--before", "main", "--rounds", "5"],
-    "serializer-startup-20mb": ["bench/bench_startup.py", "--before", "main", "--rounds", "3", "--mb", "20", "--type",
+    "serializer-startup": ["bench/bench_startup.py", "--before", "f423764", "--rounds", "5"],
+    "serializer-startup-20mb": ["bench/bench_startup.py", "--before", "f423764", "--rounds", "3", "--mb", "20", "--type",
                                 "bbpe", "--workers", "2"],
     "serializer-tasks-bbpe": ["bench/bench_serializer_tasks.py", "--mb", "20", "--task-mb", "1", "--workers",
                               "1", "2", "4"],
     "serializer-tasks-morpheme": ["bench/bench_serializer_tasks.py", "--type", "morpheme-bbpe", "--mb", "4",
                                   "--task-mb", "0.5", "--workers", "1", "2"],
-    "cleaner-reader": ["bench/bench_cleaner_reader.py", "--before", "main", "--docs", "20000", "--rounds", "5"],
+    "cleaner-reader": ["bench/bench_cleaner_reader.py", "--before", "f423764", "--docs", "20000", "--rounds", "5"],
+    "checkpoint": ["bench/bench_checkpoint.py", "--preset", "350m", "--rounds", "3"],
 }
 
 

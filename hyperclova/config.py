@@ -95,6 +95,8 @@ class CheckpointConfig:
     keep_last: int = 3
     resume: bool = True  # continue from <dir>/latest when it exists
     load: Optional[str] = None  # start from this checkpoint (weights+state) instead
+    async_save: bool = False  # write in a background thread; `latest` moves when it has finished
+    lock: bool = True  # refuse a second run on this checkpoint directory (docs/checkpoints.md)
 
 
 @dataclass

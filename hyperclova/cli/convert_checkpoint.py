@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
     s = sub.add_parser("from-hf", help="Hugging Face GPT-2-architecture directory -> DCP checkpoint")
     s.add_argument("hf_dir")
-    s.add_argument("out_dir", help="checkpoint directory to create (gets step_00000000 and latest)")
+    s.add_argument("out_dir", help="new or empty checkpoint directory (gets step_00000000 and latest)")
     s.add_argument("--dtype", choices=list(DTYPES), default="fp32",
                    help="stored weight dtype (training keeps fp32 master weights: keep fp32)")
     s.add_argument("--config", help="base run config (data, train, parallel...); model comes from HF")
@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
     s = sub.add_parser("reshard", help="DCP checkpoint -> layout-free DCP copy with a new parallel config")
     s.add_argument("checkpoint")
-    s.add_argument("out_dir")
+    s.add_argument("out_dir", help="new or empty checkpoint directory (gets step_N and latest)")
     s.add_argument("--config", help="config.yaml to use instead of the one saved with the checkpoint")
     s.add_argument("overrides", nargs="*", help="new layout, e.g. parallel.tp=2 parallel.pp=2")
     return p.parse_args(argv)

@@ -152,18 +152,35 @@ def nested(flat: dict[str, Any], mapping: dict) -> dict:
     return unflatten_state_dict(flat, {k: mapping[k] for k in flat})
 
 
+def check_new_checkpoint_dir(out: Path) -> None:
+    """`from-hf` and `reshard` write a new checkpoint directory. Into a run's existing one they
+    would repoint `latest` at their (older) step: the next run would resume from it and its
+    pruning delete the newer checkpoints. So the target must be new or empty."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "is a file" if not out.is_dir() else \
+            "is not empty (" + ", ".join(sorted(p.name for p in out.iterdir())[:4]) + ")"
+        raise UserError(f"output directory {out} {what}; write the converted checkpoint into a new "
+                        "or empty directory, then point the run at it (logging.run_dir, "
+                        "checkpoint.dir or checkpoint.load)")
+
+
 def write_step(out: Path, step: int, cfg: Config, state_dict: dict,
                producers: dict[str, Callable[[], torch.Tensor]]) -> Path:
     """Write `out/step_XXXXXXXX` in the trainer's layout (DCP + config.yaml + COMPLETE), then
-    point `out/latest` at it. Written under a temporary name and renamed, like the trainer does."""
+    point `out/latest` at it. `out` must be new or empty; written under a temporary name and
+    renamed, like the trainer does, and removed again if the conversion fails."""
+    check_new_checkpoint_dir(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     final = out / step_dir_name(step)
-    if final.exists():
-        raise UserError(f"{final} already exists; choose an empty output directory")
     tmp = out / f"{final.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_lazy(tmp, state_dict, producers)
-    finalize_step_dir(tmp, final, cfg, step)
+    try:
+        save_lazy(tmp, state_dict, producers)
+        finalize_step_dir(tmp, final, cfg, step)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return final
-

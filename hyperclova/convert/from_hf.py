@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from hyperclova.config import Config, load_config
-from hyperclova.convert.dcp import write_step
+from hyperclova.convert.dcp import check_new_checkpoint_dir, write_step
 from hyperclova.convert.hf import (
     HF_PREFIX,
     TIED_KEY,
@@ -147,10 +147,12 @@ def run_config(model_cfg, base_config: str | Path | None, overrides: list[str]) 
 def from_hf(hf_dir: str | Path, out_dir: str | Path, dtype: str = "fp32",
             base_config: str | Path | None = None, overrides: list[str] | None = None,
             allow_approx_gelu: bool = False) -> Summary:
-    """Write `out_dir/step_00000000` (DCP, model only) + config.yaml + COMPLETE, and `latest`."""
+    """Write `out_dir/step_00000000` (DCP, model only) + config.yaml + COMPLETE, and `latest`;
+    `out_dir` must be new or empty."""
     src = Path(hf_dir)
     if not src.is_dir():
         raise UserError(f"{hf_dir}: no such directory")
+    check_new_checkpoint_dir(Path(out_dir))  # before any work
     torch_dtype = dtype_of(dtype)
     model_cfg = model_config_from_hf(read_hf_config(src), str(src / "config.json"), allow_approx_gelu)
     weights = HFWeights(src)

@@ -18,7 +18,14 @@ from pathlib import Path
 
 import torch
 
-from hyperclova.convert.dcp import CheckpointReader, nested, read_run_config, resolve_step_dir, write_step
+from hyperclova.convert.dcp import (
+    CheckpointReader,
+    check_new_checkpoint_dir,
+    nested,
+    read_run_config,
+    resolve_step_dir,
+    write_step,
+)
 from hyperclova.convert.to_hf import Summary, check_model_keys
 from hyperclova.errors import UserError
 from hyperclova.train.checkpoint import MARKER
@@ -26,7 +33,8 @@ from hyperclova.train.checkpoint import MARKER
 
 def reshard(checkpoint: str | Path, out_dir: str | Path, overrides: list[str] | None = None,
             config_path: str | Path | None = None) -> Summary:
-    """Copy the complete training state into `out_dir/step_N` (same step) with a new config.
+    """Copy the complete training state into `out_dir/step_N` (same step) with a new config;
+    `out_dir` must be new or empty.
 
     overrides: dotted config overrides for the new layout, e.g. ["parallel.tp=2", "parallel.pp=4"];
     the model section cannot change (the weights would not fit it)."""
@@ -35,6 +43,7 @@ def reshard(checkpoint: str | Path, out_dir: str | Path, overrides: list[str] | 
         if item.split("=", 1)[0].strip().startswith("model"):
             raise UserError(f"override {item!r}: reshard keeps the model as it is; only the layout "
                             "(parallel.*) and other run settings may change")
+    check_new_checkpoint_dir(Path(out_dir))  # before any work
     step_dir = resolve_step_dir(checkpoint)
     cfg = read_run_config(step_dir, config_path, overrides)
     reader = CheckpointReader(step_dir)

@@ -28,10 +28,10 @@ def memory_bytes(model_parts: list[nn.Module]) -> dict[str, int]:
     return {"params": params, "grads": params, "optim": ADAMW_STATES * params}
 
 
-def format_memory(rank: int, layout: str, mem: dict[str, int]) -> str:
+def format_memory(layout: str, mem: dict[str, int]) -> str:
     mib = {k: v / 2**20 for k, v in mem.items()}
     total = sum(mib.values())
-    return (f"rank {rank} [{layout}]: params {mib['params']:.1f} MiB, grads {mib['grads']:.1f} MiB, "
+    return (f"[{layout}]: params {mib['params']:.1f} MiB, grads {mib['grads']:.1f} MiB, "
             f"optimizer state {mib['optim']:.1f} MiB (total {total:.1f} MiB before activations)")
 
 

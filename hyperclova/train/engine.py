@@ -338,9 +338,9 @@ class Engine:
         checkpoint lacks keep their initial values; their names are returned."""
         import torch.distributed.checkpoint as dcp
 
-        from hyperclova.train.checkpoint import resolve_load_path, single_process
+        from hyperclova.train.checkpoint import resolve_load_shared, single_process
 
-        step = resolve_load_path(path)
+        step = resolve_load_shared(path)
         saved = {k.split(".", 1)[1] for k in
                  dcp.FileSystemReader(str(step)).read_metadata().state_dict_metadata
                  if k.startswith("model.")}
@@ -358,8 +358,7 @@ class Engine:
     def memory_line(self) -> str:
         from hyperclova.parallel.accounting import format_memory, memory_bytes
 
-        rank = dist.get_rank() if dist.is_initialized() else 0
-        return format_memory(rank, self.layout.describe(), memory_bytes(self.model_parts))
+        return format_memory(self.layout.describe(), memory_bytes(self.model_parts))
 
 
 def build_engine(cfg: Config, device: torch.device | str | None = None,

@@ -1,12 +1,15 @@
-"""Per-step metrics: model FLOPs and MFU, and the console / JSONL / TensorBoard sinks."""
+"""Per-step metrics: model FLOPs and MFU, the console / JSONL / TensorBoard sinks, and rank-0
+console logging for everything a job prints."""
 from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from hyperclova.config import Config, ModelConfig
 
@@ -29,8 +32,49 @@ def peak_flops(cfg: Config, device: torch.device) -> float | None:
     return None
 
 
+def is_rank0() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def print0(text: str) -> None:
+    """Print on global rank 0 only: what every rank would say alike is said once."""
+    if is_rank0():
+        print(text, flush=True)
+
+
+def print_ranks(text: str) -> None:
+    """Collective (call it on every rank): each rank passes its own line, rank 0 prints each
+    distinct line once with the ranks that sent it ("ranks 0-3,8: ..."). For facts that differ
+    between ranks, such as per-stage memory, without one line per rank on a large job."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        print(text, flush=True)
+        return
+    lines: list = [None] * dist.get_world_size()
+    dist.all_gather_object(lines, text)
+    if dist.get_rank() != 0:
+        return
+    ranks: dict[str, list[int]] = {}
+    for rank, line in enumerate(lines):
+        ranks.setdefault(line, []).append(rank)
+    for line, who in ranks.items():
+        label = "rank" if len(who) == 1 else "ranks"
+        print(f"{label} {_ranges(who)}: {line}", flush=True)
+
+
+def _ranges(ranks: list[int]) -> str:
+    """[0, 1, 2, 3, 8] -> '0-3,8'"""
+    parts, start = [], ranks[0]
+    for prev, cur in zip(ranks, ranks[1:] + [None]):
+        if cur != prev + 1:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = cur
+    return ",".join(parts)
+
+
 class Metrics:
-    """Writes step records on rank 0: console (progress bar), metrics.jsonl and TensorBoard."""
+    """Writes step records on rank 0: console, metrics.jsonl and TensorBoard. The console gets a
+    progress bar only when it is a terminal; in a log file (SLURM, a pipe) a bar's redraws would
+    pile up, so there it gets one line per `logging.log_interval` steps and nothing else."""
 
     def __init__(self, cfg: Config, enabled: bool, total_steps: int, start_step: int):
         self.enabled = enabled
@@ -45,10 +89,11 @@ class Metrics:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
-        if cfg.logging.progress_bar:
+        if cfg.logging.progress_bar and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
+            self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
+                            file=sys.stderr)
 
     def log(self, step: int, record: dict, kind: str = "train") -> None:
         if not self.enabled:

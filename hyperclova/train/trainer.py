@@ -17,8 +17,10 @@ the parameters of the last good step, naming the step (docs/parallel.md).
 from __future__ import annotations
 
 import math
+import os
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -30,14 +32,30 @@ from hyperclova.errors import UserError
 from hyperclova.launch import discover
 from hyperclova.model.presets import count_params
 from hyperclova.parallel.layout import accumulation_steps, check_layout, prepare_distributed
-from hyperclova.train.checkpoint import CheckpointManager, RngState, TrainState, resolve_load_path
+from hyperclova.train.checkpoint import CheckpointManager, RngState, TrainState
 from hyperclova.train.engine import build_engine, resolve_device
-from hyperclova.train.metrics import Metrics, flops_per_token, peak_flops
+from hyperclova.train.lock import DirectoryLock
+from hyperclova.train.metrics import Metrics, flops_per_token, peak_flops, print0, print_ranks
 from hyperclova.train.optim import Optimizers, schedule_for
 
 
 class NonFiniteLoss(UserError):
     pass
+
+
+def nccl_env_defaults(environ: dict, run_dir: str) -> dict[str, str]:
+    """NCCL settings that make a failed or hung job diagnosable, for those the user has not set
+    (under either of their names: torch 2.9 renamed the flight recorder's). The flight recorder
+    keeps the last collectives of every rank and dumps them to <run_dir>/comm_trace/rank_N on a
+    timeout; error handling 3 tears the process down without the communicator cleanup that can
+    itself hang, which the dump needs."""
+    trace = str(Path(run_dir).resolve() / "comm_trace" / "rank_")
+    wanted = [(("TORCH_NCCL_ASYNC_ERROR_HANDLING",), "3"),
+              (("TORCH_FR_BUFFER_SIZE", "TORCH_NCCL_TRACE_BUFFER_SIZE"), "20000"),
+              (("TORCH_NCCL_DUMP_ON_TIMEOUT",), "1"),
+              (("TORCH_FR_DUMP_TEMP_FILE", "TORCH_NCCL_DEBUG_INFO_TEMP_FILE"), trace)]
+    return {name: value for names, value in wanted if not any(n in environ for n in names)
+            for name in names}
 
 
 def init_distributed(cfg: Config, device: torch.device) -> None:
@@ -47,11 +65,37 @@ def init_distributed(cfg: Config, device: torch.device) -> None:
         return
     env = discover()
     prepare_distributed(cfg, env.world_size)  # reject a bad layout before any process-group work
-    backend = "nccl" if device.type == "cuda" else "gloo"
+    backend, device_id = "gloo", None
     if device.type == "cuda":
-        torch.cuda.set_device(env.local_rank)
-    dist.init_process_group(backend, rank=env.rank, world_size=env.world_size,
+        backend, device_id = "nccl", torch.device("cuda", env.local_rank)
+        torch.cuda.set_device(device_id)
+        defaults = nccl_env_defaults(os.environ, cfg.logging.run_dir)
+        if defaults:
+            Path(cfg.logging.run_dir, "comm_trace").mkdir(parents=True, exist_ok=True)
+            os.environ.update(defaults)
+    # device_id binds this rank's communicator to its GPU at once (no device guessing later)
+    dist.init_process_group(backend, rank=env.rank, world_size=env.world_size, device_id=device_id,
                             timeout=timedelta(seconds=cfg.train.dist_timeout_s))
+
+
+def lock_checkpoint_dir(cfg: Config) -> DirectoryLock | None:
+    """Rank 0 locks the run's checkpoint directory (hyperclova/train/lock.py); every rank learns
+    whether it may go on, so a refused job stops as one. Collective."""
+    if not cfg.checkpoint.lock:
+        return None
+    lock, error = None, None
+    if dist.get_rank() == 0:
+        try:
+            lock = DirectoryLock(cfg.checkpoint_dir, log=print0)
+        except UserError as e:
+            error = e
+    if dist.get_world_size() > 1:
+        box = [error]
+        dist.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error:
+        raise error
+    return lock
 
 
 class NonFiniteGuard:
@@ -98,6 +142,7 @@ class Trainer:
         self.device = resolve_device(cfg)
         init_distributed(cfg, self.device)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.lock = lock_checkpoint_dir(cfg)  # released by close(), or when the process ends
 
         self.engine = build_engine(cfg, self.device)
         # Dropout streams differ per pipeline stage, as in Megatron (same across data parallel).
@@ -113,12 +158,15 @@ class Trainer:
         self.n_params = count_params(cfg.model)
         self.flops_per_token = flops_per_token(cfg.model, self.n_params)
         self.peak = peak_flops(cfg, self.device)
-        if self.world > 1:
-            print(self.engine.memory_line(), flush=True)
+        print_ranks(self.engine.memory_line())  # one line per distinct shard, naming its ranks
 
     def print(self, text: str) -> None:
-        if self.rank == 0:
-            print(text, flush=True)
+        print0(text)
+
+    def close(self) -> None:
+        self.ckpt.close()
+        if self.lock is not None:
+            self.lock.release()
 
     def restore(self):
         cfg = self.cfg
@@ -128,7 +176,7 @@ class Trainer:
                        f"({self.state.consumed_samples} samples consumed)")
         elif cfg.checkpoint.load:
             try:
-                path = resolve_load_path(cfg.checkpoint.load)
+                path = self.ckpt.resolve_load(cfg.checkpoint.load)
             except UserError as e:
                 raise UserError(f"checkpoint.load: {e}") from None
             self.ckpt.load(path, groups={"model"})
@@ -234,12 +282,13 @@ class Trainer:
                     metrics.log(step, {"loss": vloss, "ppl": math.exp(min(vloss, 50.0))}, "valid")
                 if save:
                     self.ckpt.save(step)
+                self.ckpt.poll()
                 if evaluate or save:  # not training time: keep it out of tokens/s
                     self.window_start = time.perf_counter()
             self.flush(metrics, losses)
             final = None
             if self.state.step > start_step or not resumed:
-                final = self.ckpt.save(self.state.step)
+                final = self.ckpt.save(self.state.step, wait=True)
                 metrics.print(f"saved {final}")
         finally:
             batches.close()
@@ -248,9 +297,12 @@ class Trainer:
 
 
 def train(cfg: Config) -> dict:
-    trainer = Trainer(cfg)
+    trainer = None
     try:
+        trainer = Trainer(cfg)
         return trainer.run()
     finally:
+        if trainer is not None:
+            trainer.close()
         if dist.is_initialized():
             dist.destroy_process_group()

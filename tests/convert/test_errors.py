@@ -182,3 +182,31 @@ def test_from_hf_refuses_an_architecture_override(hf_dir, tmp_path):
 
     with pytest.raises(UserError, match="ln_eps.*architecture fields cannot change"):
         from_hf(hf_dir, tmp_path / "ck", overrides=["model.ln_eps=1e-3"])
+
+
+def test_from_hf_and_reshard_refuse_a_non_empty_target(hf_dir, tiny_ckpt, tmp_path, capsys):
+    """Into a run's checkpoint directory they would repoint `latest` at an older step."""
+    from hyperclova.convert import reshard
+
+    _, _, ckpt = tiny_ckpt
+    run = tmp_path / "run"
+    shutil.copytree(ckpt, run)  # a run whose newest checkpoint is step 3
+    before = sorted(p.name for p in run.iterdir())
+    with pytest.raises(UserError, match=f"output directory {run} is not empty"):
+        from_hf(hf_dir, run)
+    with pytest.raises(UserError, match="is not empty"):
+        reshard(ckpt, run, ["parallel.tp=2"])
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import convert_checkpoint
+    finally:
+        sys.path.pop(0)
+    with pytest.raises(SystemExit) as e:
+        convert_checkpoint.main(["from-hf", str(hf_dir), str(run)])
+    assert e.value.code == 2 and "is not empty" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == before
+    assert (run / "latest").read_text() == "step_00000003"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    from_hf(hf_dir, empty)  # an existing empty directory is fine
+    assert (empty / "latest").read_text() == "step_00000000"

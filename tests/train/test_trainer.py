@@ -4,6 +4,7 @@ import shutil
 import pytest
 
 from hyperclova.train.checkpoint import LATEST, MARKER, find_resumable
+from hyperclova.train.lock import LOCK_FILE
 from hyperclova.train.trainer import NonFiniteLoss, train
 
 
@@ -43,7 +44,8 @@ def test_gradient_accumulation_equals_one_big_batch(make_cfg):
 def test_checkpoints_latest_pointer_config_and_pruning(make_cfg, tmp_path):
     train(make_cfg("train.steps=12", "checkpoint.keep_last=2"))
     ckpt = tmp_path / "run" / "checkpoints"
-    assert sorted(p.name for p in ckpt.iterdir()) == [LATEST, "step_00000008", "step_00000012"]
+    names = sorted(p.name for p in ckpt.iterdir())
+    assert names == [LOCK_FILE, LATEST, "step_00000008", "step_00000012"]
     assert (ckpt / LATEST).read_text() == "step_00000012"
     assert "n_layers: 2" in (ckpt / "step_00000012" / "config.yaml").read_text()
     assert json.loads((ckpt / "step_00000012" / MARKER).read_text())["step"] == 12
