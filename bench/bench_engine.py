@@ -2,7 +2,8 @@
 side by side: forward/backward over a batch, gradient clipping, the optimizer step. Rounds
 alternate between the checkouts, each round in a fresh process, so machine noise hits both.
 
-    python bench/bench_engine.py --other /work/main --rounds 5     # this checkout vs another
+    python bench/bench_engine.py --before 2a49e25 --rounds 5    # vs the engine before the one build path
+    python bench/bench_engine.py --before /work/main              # or another checkout on disk
 
 Both checkouts must have `build_engine(cfg, device)`, `Engine.forward_backward/clip_grad_norm`
 and `hyperclova.train.optim.Optimizers`; each uses its own defaults (loss, optimizer).
@@ -15,6 +16,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,7 +69,8 @@ def run(path: Path, case: str, steps: int, threads: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--other", type=Path, help="the checkout to compare with (e.g. /work/main)")
+    p.add_argument("--before", default="2a49e25",
+                   help="a git revision of this repository, or a directory with another checkout")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
@@ -77,12 +80,17 @@ def main() -> None:
     if args.child:
         child(args.child, args.steps, args.threads)
         return
-    print(f"| case | this checkout tok/s | {args.other} tok/s | ratio |\n|---|---|---|---|")
+    other_tree = Path(args.before)
+    if not (other_tree / "hyperclova").is_dir():
+        from before_after import checkout
+
+        other_tree = checkout(args.before, Path(tempfile.gettempdir()) / f"hyperclova-{args.before}")
+    print(f"| case | this checkout tok/s | {args.before} tok/s | ratio |\n|---|---|---|---|")
     for case in args.cases:
         ours, other = [], []
         for _ in range(args.rounds):
             ours.append(run(HERE, case, args.steps, args.threads))
-            other.append(run(args.other, case, args.steps, args.threads))
+            other.append(run(other_tree, case, args.steps, args.threads))
         a, b = statistics.median(ours), statistics.median(other)
         print(f"| {case} | {a:,.0f} | {b:,.0f} | {a / b:.2f}x |", flush=True)
 

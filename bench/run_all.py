@@ -40,6 +40,8 @@ BENCHES = {
                                   "--task-mb", "0.5", "--workers", "1", "2"],
     "cleaner-reader": ["bench/bench_cleaner_reader.py", "--before", "f423764", "--docs", "20000", "--rounds", "5"],
     "checkpoint": ["bench/bench_checkpoint.py", "--preset", "350m", "--rounds", "3"],
+    "engine": ["bench/bench_engine.py", "--before", "2a49e25", "--rounds", "5", "--steps", "3"],
+    "loss": ["bench/bench_loss.py"],
 }
 
 

@@ -172,18 +172,16 @@ class Engine:
     def _head_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return linear_cross_entropy(hidden, self._head_weight(), labels, self.chunk)
 
-    def _mp_reduce(self, t: torch.Tensor, dims=("pp",)) -> torch.Tensor:
-        for name in dims:
-            if self.mesh is not None and self.mesh[name].size() > 1:
-                dist.all_reduce(t, group=self.mesh[name].get_group())
-        return t
-
     def _global_mean(self, loss: torch.Tensor) -> torch.Tensor:
-        """This rank's loss (valid on last-stage ranks) -> the mean over the global batch."""
+        """This rank's loss (valid on last-stage ranks) -> the mean over the global batch: one
+        sum over each mesh dimension that splits the batch or the stages."""
         loss = loss.detach().float().reshape(())
         if not self.has_last:
             loss = torch.zeros_like(loss)
-        return self._mp_reduce(loss, ("pp", "dp_replicate", "dp_shard")) / self.layout.dp
+        for name in ("pp", "dp_replicate", "dp_shard"):
+            if self.mesh is not None and self.mesh[name].size() > 1:
+                dist.all_reduce(loss, group=self.mesh[name].get_group())
+        return loss / self.layout.dp
 
     # -- training ---------------------------------------------------------------------------
 
@@ -309,13 +307,13 @@ class Engine:
         try:
             with self._context():
                 hidden = self._forward_hidden(tokens)
-                result = None
+                logits = None
                 if hidden is not None:
                     with self._head_gathered():
                         logits = full_logits(hidden, self._head_weight())
-                    result = reduce(logits)
         finally:
             self.train(was_training)
+        result = reduce(logits) if logits is not None else None  # outside autocast: fp32 stays
         if self.layout.pp > 1:
             pp_ranks = self.mesh["pp"].mesh.tolist()
             box = [result.cpu() if result is not None else None]
