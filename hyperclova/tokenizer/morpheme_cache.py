@@ -144,27 +144,28 @@ def _keys_with_split_chars(sys_dic: str) -> tuple:
     real transition has check != 0.
     """
     head = np.fromfile(sys_dic, dtype=np.uint32, count=10)
-    units = np.fromfile(sys_dic, dtype=np.dtype([("base", "<i4"), ("check", "<u4")]),
-                        count=int(head[6]) // 8, offset=72)
-    base = units["base"].astype(np.int64)
-    check = units["check"].astype(np.int64)
+    units = np.memmap(sys_dic, dtype=np.dtype([("base", "<i4"), ("check", "<u4")]), mode="r",
+                      offset=72, shape=(int(head[6]) // 8,))
+    base, check = np.ascontiguousarray(units["base"]), np.ascontiguousarray(units["check"])
     used = check != 0
-    if int(((base == 0) & used).sum()) or int(base[0]) == 0:
+    root = int(base[0])
+    if root == 0 or ((base == 0) & used).any():
         raise ValueError(f"{sys_dic}: a trie state has base 0; cannot list keys with spaces")
-    label = np.arange(len(units), dtype=np.int64) - check - 1
-    split_bytes = [ord(c) for c in SPLIT_CHARS]
+    position = np.arange(len(units), dtype=np.uint32)
     prefixes = []
-    for unit in np.nonzero(used & np.isin(label, split_bytes))[0]:
-        path, state = [], int(check[unit])
-        while state != int(base[0]):
-            parent = np.nonzero((base == state) & used)[0]
-            if len(parent) != 1 or len(path) > 256:
-                raise ValueError(f"{sys_dic}: cannot walk the trie to the root")
-            path.append(int(label[parent[0]]))
-            state = int(check[parent[0]])
-        text = bytes(reversed(path)).decode("utf-8", errors="replace")
-        if text.strip():
-            prefixes.append(text.split()[-1] if text.split() else text)
+    for ch in SPLIT_CHARS:
+        for unit in np.nonzero(used & (check == position - np.uint32(ord(ch) + 1)))[0]:
+            path, state = [], int(check[unit])
+            while state != root:
+                parent = np.nonzero(base == state)[0]
+                parent = parent[used[parent]]
+                if len(parent) != 1 or len(path) > 256:
+                    raise ValueError(f"{sys_dic}: cannot walk the trie to the root")
+                path.append(int(parent[0]) - int(check[parent[0]]) - 1)
+                state = int(check[parent[0]])
+            words = bytes(reversed(path)).decode("utf-8", errors="replace").split()
+            if words:
+                prefixes.append(words[-1])
     return tuple(sorted(set(prefixes)))
 
 
@@ -179,13 +180,13 @@ class _Analysis:
     two paths of different segmentations tie, -2 when no path exists.
     """
 
-    __slots__ = ("lids", "rids", "cost", "seg", "segmentations", "lset", "rset", "ids", "uid")
+    __slots__ = ("lids", "rids", "cost", "seg", "segmentations", "lset", "rset", "ids", "ukey")
 
     def __init__(self, lids, rids, cost, seg, segmentations):
         self.lids, self.rids, self.cost, self.seg = lids, rids, cost, seg
         self.segmentations = segmentations  # list of tuples of segment strings
         self.lset = self.rset = 0  # interned id sets, set by the cache
-        self.uid = 0  # the cache's number for this eojeol (part of its context keys)
+        self.ukey = 0  # the cache's number for this eojeol, shifted into place in context keys
         self.ids: dict = {}  # segmentation id -> token ids
 
 
@@ -382,7 +383,7 @@ class MorphemeCache:
             self._space_key = re.compile(f"(?:{alts})(?=[{re.escape(SPLIT_CHARS)}])")
 
     def _intern(self, ids) -> int:
-        key = tuple(sorted(set(int(i) for i in ids)))
+        key = tuple(sorted(set(np.asarray(ids).tolist())))
         found = self._sets.get(key)
         if found is None:
             found = self._sets[key] = len(self._set_arrays)
@@ -399,8 +400,7 @@ class MorphemeCache:
     # -- encoding ----------------------------------------------------------------------------
     def encode(self, text: str) -> list:
         """Token ids of `text` (which must not contain MARKER)."""
-        self._setup()
-        if self._facts.problem:
+        if self._facts is not None and self._facts.problem:
             return self.encode_marked(self.splitter.mark(text))
         if len(text) <= CHUNK_CHARS and not _SPECIAL_RUN.search(text):
             return self._encode_chunk(text, followed=False)
@@ -420,6 +420,11 @@ class MorphemeCache:
             return self.encode_marked(chunk + MARKER if followed else chunk) if chunk else []
         if self._space_key is not None and self._space_key.search(chunk):
             words = self._merge_space_keys(words)
+        # Start over only between chunks: ids (eojeol numbers, sets) of two generations never meet.
+        if len(self._analyses) + len(self._refused) >= self.max_eojeols or \
+                len(self._set_arrays) >= _MAX_SETS // 2:
+            self._reset()
+            self.stats.resets += 1
         get = self._analyses.get
         infos = [get(w) for w in words]
         if None in infos:
@@ -435,27 +440,71 @@ class MorphemeCache:
         return ids
 
     def _with_unanalysed(self, words: list, infos: list) -> Optional[list]:
-        """Fill in the eojeols `_analyses` does not have: analysed now (at their `min_count`-th
-        sighting), refused (their _Bounds), or still rare (their _Bounds). None: send the chunk to
-        MeCab whole -- mostly unseen text (the start of a corpus, a one-off prompt), where bounds
-        and windows for every eojeol would cost more than the plain analysis."""
+        """Count a sighting of each eojeol not analysed yet, analyse those seen `min_count` times,
+        and give the rarer ones (and refused ones) their _Bounds. None: send the chunk to MeCab
+        whole -- mostly unseen text (the start of a corpus, a one-off prompt), where bounds and
+        windows for every eojeol would cost more than the plain analysis, or nothing to go on."""
         infos = list(infos)
-        pending = []
+        seen, analyses, refused = self._seen, self._analyses, self._refused
+        ready, pending = [], []
         for k, word in enumerate(words):
-            if infos[k] is None:  # (a repeated eojeol may have been analysed a moment ago)
-                infos[k] = self._analyses.get(word) or self._refused.get(word) or self._sighting(word)
-                if infos[k].__class__ is list:
-                    pending.append(k)
+            if infos[k] is not None:
+                continue
+            found = refused.get(word)
+            if found is not None:
+                infos[k] = found
+                continue
+            record = seen.get(word)
+            if record is None:
+                if len(seen) >= self.max_eojeols:
+                    seen.clear()
+                record = seen[word] = [0, None]
+            record[0] += 1
+            (ready if record[0] >= self.min_count else pending).append(k)
         if len(pending) > self.max_unseen_share * len(words):
             return None
-        for k in pending:
-            record = infos[k]
-            if record[1] is None:
-                record[1] = self._bounds(words[k]) or False
-            if record[1] is False:
-                return None
-            infos[k] = record[1]
+        if self._facts is None:  # the dictionary is read only once the cache is of use
+            self._setup()
+            if self._space_key is not None and self._space_key.search("".join(words)):
+                return None  # (split before the dictionary was read)
+        if self._facts.problem:
+            return None
+        for k in ready + pending:
+            word = words[k]
+            info = analyses.get(word) or refused.get(word)  # (a repeated eojeol: done already)
+            if info is None:
+                info = self._analyse_word(word) if k in ready else self._rare_bounds(word)
+                if info is None:
+                    return None
+            infos[k] = info
         return infos
+
+    def _analyse_word(self, word: str):
+        """The _Analysis of `word` (or its _Bounds when the analysis is refused; None when MeCab
+        gives no lattice at all)."""
+        record = self._seen.pop(word, None)
+        info = _analyse(word, self._parse_all, self._facts)
+        if info is None:
+            self.stats.unanalysable += 1
+            bounds = record[1] if record and record[1] is not None else self._bounds(word)
+            if bounds:
+                self._refused[word] = bounds
+            return bounds or None
+        self.stats.analysed += 1
+        info.lset = self._intern(info.lids)
+        info.rset = self._intern(info.rids)
+        info.ukey = self._next_uid << _UID_SHIFT
+        self._next_uid += 1
+        self._analyses[word] = info
+        return info
+
+    def _rare_bounds(self, word: str) -> Optional[_Bounds]:
+        record = self._seen.get(word)
+        if record is None:  # (the count was cleared meanwhile)
+            return self._bounds(word)
+        if record[1] is None:
+            record[1] = self._bounds(word) or False
+        return record[1] or None
 
     def _tail_ids(self, tail: str, followed: bool) -> list:
         # Trailing whitespace joins the chunk's last segment; what follows it (a marker before the
@@ -479,42 +528,6 @@ class MorphemeCache:
         if pending:
             out.append(pending)
         return out
-
-    def _sighting(self, word: str):
-        """Count a sighting of a word not analysed yet; analyse it at the `min_count`-th.
-
-        Returns its _Analysis (or, when the analysis is refused, its _Bounds), or its sighting
-        record [count, bounds or None] while it stays unanalysed.
-        """
-        record = self._seen.get(word)
-        if record is None:
-            if len(self._seen) >= self.max_eojeols:
-                self._seen.clear()
-            record = self._seen[word] = [0, None]
-        record[0] += 1
-        if record[0] < self.min_count:
-            return record
-        del self._seen[word]
-        if len(self._analyses) + len(self._refused) >= self.max_eojeols or \
-                len(self._set_arrays) >= _MAX_SETS // 2:
-            self._reset()
-            self.stats.resets += 1
-        info = _analyse(word, self._parse_all, self._facts)
-        if info is None:
-            self.stats.unanalysable += 1
-            bounds = record[1] if record[1] is not None else self._bounds(word)
-            if not bounds:
-                record[1] = False  # not even a lattice: chunks holding it go to MeCab whole
-                return record
-            self._refused[word] = bounds
-            return bounds
-        self.stats.analysed += 1
-        info.lset = self._intern(info.lids)
-        info.rset = self._intern(info.rids)
-        info.uid = self._next_uid
-        self._next_uid += 1
-        self._analyses[word] = info
-        return info
 
     def _bounds(self, word: str) -> Optional[_Bounds]:
         lattice = _parse_lattice(word, self._parse_all)
@@ -564,13 +577,15 @@ class MorphemeCache:
         # unrefined (every right id the left neighbour's lattice allows). lsets[n]: sentence end.
         lsets = [bos] * (n + 1)
         back: list = [None] * n
+        before = [bos << _R_SHIFT]  # unrefined left context of each eojeol, shifted into place
+        before += [i.rset << _R_SHIFT for i in infos[:-1]]
         nxt = bos
         for k in range(n - 1, -1, -1):
             info = infos[k]
             if info.__class__ is _Bounds:
                 nxt = lsets[k] = info.lset
                 continue
-            key = (infos[k - 1].rset if k else bos) << _R_SHIFT | info.uid << _UID_SHIFT | nxt
+            key = before[k] | info.ukey | nxt
             s = solved.get(key)
             if s is None:
                 s = solve(key, info)
@@ -585,8 +600,8 @@ class MorphemeCache:
             info = infos[k]
             if info.__class__ is _Analysis:
                 s = back[k]
-                if r != (infos[k - 1].rset if k else bos):  # the left context was refined
-                    key = r << _R_SHIFT | info.uid << _UID_SHIFT | lsets[k + 1]
+                if r << _R_SHIFT != before[k]:  # the left context was refined
+                    key = r << _R_SHIFT | info.ukey | lsets[k + 1]
                     s = solved.get(key)
                     if s is None:
                         s = solve(key, info)
@@ -634,7 +649,7 @@ class MorphemeCache:
         while a > 0:
             info = infos[a]
             if info.__class__ is _Analysis:
-                key = self._plus_bos(rsets[a]) << _R_SHIFT | info.uid << _UID_SHIFT | infos[a + 1].lset
+                key = self._plus_bos(rsets[a]) << _R_SHIFT | info.ukey | infos[a + 1].lset
                 if (solved.get(key) or solve(key, info))[_SINGLE]:
                     break
             a -= 1
@@ -643,7 +658,7 @@ class MorphemeCache:
         while b < n - 1:
             info = infos[b]
             if info.__class__ is _Analysis:
-                key = infos[b - 1].rset << _R_SHIFT | info.uid << _UID_SHIFT | self._plus_bos(lsets[b + 1])
+                key = infos[b - 1].rset << _R_SHIFT | info.ukey | self._plus_bos(lsets[b + 1])
                 s = solved.get(key) or solve(key, info)
                 if s[_SINGLE]:
                     after = s[_RSET]

@@ -94,7 +94,7 @@ def test_tokenizer_uses_the_cache_with_the_fast_engine(tokenizer_dirs, ref, hard
 
 
 def test_cache_stays_exact_when_full(ref, hard_corpus):
-    cache = _cache_for(ref, max_eojeols=200)  # starts over many times
+    cache = _cache_for(ref, max_eojeols=200, min_count=1)  # starts over many times
     texts = hard_corpus[:150]
     assert [cache.encode(t) for t in texts] == ref.encode_batch(texts)
     assert cache.stats.resets > 0
