@@ -203,11 +203,14 @@ class _Bounds:
 def _parse_lattice(eojeol: str, parse_all: Callable[[str], str]):
     """MeCab's full lattice of `eojeol`: an int64 array of (start, end, rlength, lid, rid, posid,
     wcost) rows and the cost of its best path, or None."""
-    parts = parse_all(eojeol).split(";")
-    eos = parts.pop()
-    if not parts or not eos.startswith("E"):
+    out = parse_all(eojeol)
+    cut = out.rfind(";E")
+    if cut < 0:
         return None
-    return np.array(",".join(parts).split(","), dtype=np.int64).reshape(-1, 7), int(eos[1:])
+    arr = np.fromstring(out[:cut].replace(";", ","), dtype=np.int64, sep=",")
+    if arr.size == 0 or arr.size % 7:
+        return None
+    return arr.reshape(-1, 7), int(out[cut + 2:])
 
 
 def _analyse(eojeol: str, parse_all: Callable[[str], str], facts: _DictionaryFacts) -> Optional[_Analysis]:
@@ -223,9 +226,9 @@ def _analyse(eojeol: str, parse_all: Callable[[str], str], facts: _DictionaryFac
     data = eojeol.encode("utf-8")
     n_bytes = len(data)
     # byte offset -> character offset; -1 inside a character
-    starts_char = (np.frombuffer(data, dtype=np.uint8) & 0xC0) != 0x80
     char_at = np.full(n_bytes + 1, -1, dtype=np.int64)
-    char_at[np.append(np.nonzero(starts_char)[0], n_bytes)] = np.arange(len(eojeol) + 1)
+    starts_char = (np.frombuffer(data, dtype=np.uint8) & 0xC0) != 0x80
+    char_at[np.append(np.flatnonzero(starts_char), n_bytes)] = np.arange(len(eojeol) + 1)
     start, end, rlen, lid, rid, posid, wcost = arr.T
     begin = end - rlen
     if (char_at[end] < 0).any() or (char_at[begin] < 0).any():
@@ -242,30 +245,34 @@ def _analyse(eojeol: str, parse_all: Callable[[str], str], facts: _DictionaryFac
     begin, end, lid, rid, cost = begin[keep], end[keep], lid[keep], rid[keep], cost[keep]
     n = len(begin)
     nf = int(np.searchsorted(begin, 0, side="right"))  # first morphemes: begin == 0
-    if nf == 0 or not (end == n_bytes).any():
+    last = np.flatnonzero(end == n_bytes)
+    if nf == 0 or len(last) == 0:
         return None
+    # One DP row per left id of a first morpheme: the cheapest path from any first morpheme with
+    # that id to every node, its segmentation (a bit per character where a morpheme ends) and
+    # whether two paths of different segmentations tie for it.
+    lids, row_of = np.unique(lid[:nf], return_inverse=True)
+    rows = len(lids)
     bits = np.left_shift(np.uint64(1), char_at[end].astype(np.uint64))
-    best = np.full((nf, n), _INF, dtype=np.int64)
-    mask = np.zeros((nf, n), dtype=np.uint64)
-    tie = np.zeros((nf, n), dtype=bool)
-    rows = np.arange(nf)
-    best[rows, rows] = cost[:nf]
-    mask[rows, rows] = bits[:nf]
+    best = np.full((rows, n), _INF, dtype=np.int64)
+    mask = np.zeros((rows, n), dtype=np.uint64)
+    tie = np.zeros((rows, n), dtype=bool)
+    best[row_of, np.arange(nf)] = cost[:nf]
+    mask[row_of, np.arange(nf)] = bits[:nf]
     matrix = facts.matrix
     by_end = np.argsort(end, kind="stable")
     end_sorted = end[by_end]
-    cuts = np.nonzero(np.diff(begin))[0] + 1  # nodes grouped by begin
+    cuts = np.flatnonzero(np.diff(begin)) + 1  # nodes grouped by begin
     for lo, hi in zip(cuts.tolist(), np.append(cuts[1:], n).tolist()):
         p = begin[lo]
         e_lo, e_hi = np.searchsorted(end_sorted, [p, p + 1])
         if e_lo == e_hi:
             continue  # nothing ends here: these morphemes are unreachable
         ends_here = by_end[e_lo:e_hi]
-        conn = matrix[lid[None, lo:hi], rid[ends_here][:, None]]  # [end node, start node]
-        cand = best[:, ends_here, None] + conn[None]
+        cand = best[:, ends_here, None] + matrix[lid[None, lo:hi], rid[ends_here][:, None]][None]
         low = cand.min(axis=1)
         at_min = cand == low[:, None, :]
-        m = np.broadcast_to(mask[:, ends_here, None], cand.shape)
+        m = mask[:, ends_here, None]
         m_lo = np.where(at_min, m, _ALL_BITS).min(axis=1)
         t = (m_lo != np.where(at_min, m, _NO_BITS).max(axis=1)) | \
             (at_min & tie[:, ends_here, None]).any(axis=1)
@@ -273,27 +280,15 @@ def _analyse(eojeol: str, parse_all: Callable[[str], str], facts: _DictionaryFac
         best[:, lo:hi] = np.where(reach, low + cost[lo:hi], _INF)  # (clamped: INF stays INF)
         mask[:, lo:hi] = m_lo | bits[lo:hi]
         tie[:, lo:hi] = t & reach
-    last = np.nonzero(end == n_bytes)[0]
-    # Group by (first left id, last right id): keep the cheapest, note segmentation ties.
-    lids, f_inv = np.unique(lid[:nf], return_inverse=True)
-    rids, l_inv = np.unique(rid[last], return_inverse=True)
+    # Group the last morphemes by right id: keep the cheapest, note segmentation ties.
+    last = last[np.argsort(rid[last], kind="stable")]
+    rids, first_of = np.unique(rid[last], return_index=True)
     c, mk, tk = best[:, last], mask[:, last], tie[:, last]
-    if len(lids) < nf or len(rids) < len(last):
-        g_cost = np.full((len(lids), len(rids)), _INF, dtype=np.int64)
-        np.minimum.at(g_cost, (f_inv[:, None], l_inv[None, :]), c)
-        at_min = (c == g_cost[f_inv][:, l_inv]) & (c < _REACHABLE)
-        g_lo = np.full(g_cost.shape, _ALL_BITS, dtype=np.uint64)
-        g_hi = np.zeros(g_cost.shape, dtype=np.uint64)
-        g_tie = np.zeros(g_cost.shape, dtype=bool)
-        fi, li = np.nonzero(at_min)
-        gi = (f_inv[fi], l_inv[li])
-        np.minimum.at(g_lo, gi, mk[fi, li])
-        np.maximum.at(g_hi, gi, mk[fi, li])
-        np.logical_or.at(g_tie, gi, tk[fi, li])
-        g_tie |= g_lo != g_hi
-    else:  # every first lid and last rid is distinct already: only reorder
-        perm_f, perm_l = np.argsort(f_inv), np.argsort(l_inv)
-        g_cost, g_lo, g_tie = c[perm_f][:, perm_l], mk[perm_f][:, perm_l], tk[perm_f][:, perm_l]
+    g_cost = np.minimum.reduceat(c, first_of, axis=1)
+    at_min = c == np.repeat(g_cost, np.diff(np.append(first_of, len(last))), axis=1)
+    g_lo = np.minimum.reduceat(np.where(at_min, mk, _ALL_BITS), first_of, axis=1)
+    g_hi = np.maximum.reduceat(np.where(at_min, mk, _NO_BITS), first_of, axis=1)
+    g_tie = np.logical_or.reduceat(at_min & tk, first_of, axis=1) | (g_lo != g_hi)
     reachable = g_cost < _REACHABLE
     clear = reachable & ~g_tie
     masks, seg_ids = np.unique(g_lo[clear], return_inverse=True)
@@ -591,7 +586,10 @@ class MorphemeCache:
                 s = solve(key, info)
             back[k] = s
             nxt = lsets[k] = s[_LSET]
-        # Forward: refined right ids before each eojeol, then its segmentation when certified.
+        # Forward: the right ids before each eojeol, refined where that helps, and its segmentation
+        # when certified. A certified backward result holds for the refined context too (a subset),
+        # and its right ids (optimal for some context of the superset) are a sound left context
+        # for the next eojeol; only uncertified ones are solved again with the refined context.
         rsets = [bos] * (n + 1)
         out: list = []
         k = windowed = 0
@@ -600,13 +598,14 @@ class MorphemeCache:
             info = infos[k]
             if info.__class__ is _Analysis:
                 s = back[k]
-                if r << _R_SHIFT != before[k]:  # the left context was refined
+                if s[_SEG] is None and r << _R_SHIFT != before[k]:
                     key = r << _R_SHIFT | info.ukey | lsets[k + 1]
                     s = solved.get(key)
                     if s is None:
                         s = solve(key, info)
                 if s[_SEG] is not None:
-                    out += s[_IDS] or self._certified_ids(s, info)
+                    ids = s[_IDS]
+                    out += ids if ids is not None else self._certified_ids(s, info)
                     r = rsets[k + 1] = s[_RSET]
                     k += 1
                     continue
