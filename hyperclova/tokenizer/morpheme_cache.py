@@ -61,6 +61,7 @@ _INF = np.int64(1) << 50  # the cost of an unreachable morpheme
 _REACHABLE = np.int64(1) << 49  # anything below is a real path cost (real costs are < 2**40)
 _ALL_BITS = np.uint64(np.iinfo(np.uint64).max)
 _NO_BITS = np.uint64(0)
+_TIE_BIT = np.uint64(1)
 _BOS_EOS_ID = 0  # MeCab's sentence start/end node has left and right id 0
 _ALL_NODES_FORMAT = "%ps,%pe,%pL,%phl,%phr,%h,%c;"
 DEFAULT_MAX_EOJEOLS = 300_000
@@ -141,31 +142,57 @@ def _keys_with_split_chars(sys_dic: str) -> tuple:
 
     A transition from state b on byte c lands on unit p = b + c + 1 with check[p] == b. Units with
     check 0 are unused or the root; no state other than the root has base 0 (checked), so every
-    real transition has check != 0.
+    real transition has check != 0. The trie (tens of MB) is scanned in slices to keep memory low.
     """
     head = np.fromfile(sys_dic, dtype=np.uint32, count=10)
     units = np.memmap(sys_dic, dtype=np.dtype([("base", "<i4"), ("check", "<u4")]), mode="r",
                       offset=72, shape=(int(head[6]) // 8,))
-    base, check = np.ascontiguousarray(units["base"]), np.ascontiguousarray(units["check"])
-    used = check != 0
-    root = int(base[0])
-    if root == 0 or ((base == 0) & used).any():
-        raise ValueError(f"{sys_dic}: a trie state has base 0; cannot list keys with spaces")
-    position = np.arange(len(units), dtype=np.uint32)
+    root = int(units["base"][0])
+    split_bytes = np.array([ord(c) for c in SPLIT_CHARS], dtype=np.int64)
+
+    def slices():
+        for lo in range(0, len(units), 1 << 19):
+            part = units[lo:lo + (1 << 19)]
+            check = part["check"].astype(np.int64)
+            yield lo, part["base"].astype(np.int64), check, check != 0
+
+    hits = []  # units reached on a split byte
+    for lo, base, check, used in slices():
+        if ((base == 0) & used).any():
+            raise ValueError(f"{sys_dic}: a trie state has base 0; cannot list keys with spaces")
+        label = np.arange(lo, lo + len(check), dtype=np.int64) - check - 1
+        hits += (np.flatnonzero(used & np.isin(label, split_bytes)) + lo).tolist()
+    if root == 0:
+        raise ValueError(f"{sys_dic}: the trie root has base 0")
+    # Walk every hit up to the root, one level per scan for all of them at once.
+    paths = {u: [] for u in hits}
+    state = {u: int(units["check"][u]) for u in hits}
+    for _ in range(256):
+        pending = {s for s in state.values() if s != root}
+        if not pending:
+            break
+        wanted = np.array(sorted(pending), dtype=np.int64)
+        parent_of = {}
+        for lo, base, check, used in slices():
+            for i in np.flatnonzero(used & np.isin(base, wanted)).tolist():
+                if int(base[i]) in parent_of:
+                    raise ValueError(f"{sys_dic}: two trie units share a base")
+                parent_of[int(base[i])] = (lo + i, int(check[i]))
+        for u in hits:
+            if state[u] == root:
+                continue
+            if state[u] not in parent_of:
+                raise ValueError(f"{sys_dic}: cannot walk the trie to the root")
+            unit, up = parent_of[state[u]]
+            paths[u].append(unit - up - 1)
+            state[u] = up
+    else:
+        raise ValueError(f"{sys_dic}: a key deeper than 256 bytes")
     prefixes = []
-    for ch in SPLIT_CHARS:
-        for unit in np.nonzero(used & (check == position - np.uint32(ord(ch) + 1)))[0]:
-            path, state = [], int(check[unit])
-            while state != root:
-                parent = np.nonzero(base == state)[0]
-                parent = parent[used[parent]]
-                if len(parent) != 1 or len(path) > 256:
-                    raise ValueError(f"{sys_dic}: cannot walk the trie to the root")
-                path.append(int(parent[0]) - int(check[parent[0]]) - 1)
-                state = int(check[parent[0]])
-            words = bytes(reversed(path)).decode("utf-8", errors="replace").split()
-            if words:
-                prefixes.append(words[-1])
+    for u in hits:
+        words = bytes(reversed(paths[u])).decode("utf-8", errors="replace").split()
+        if words:
+            prefixes.append(words[-1])
     return tuple(sorted(set(prefixes)))
 
 
@@ -249,14 +276,13 @@ def _analyse(eojeol: str, parse_all: Callable[[str], str], facts: _DictionaryFac
     if nf == 0 or len(last) == 0:
         return None
     # One DP row per left id of a first morpheme: the cheapest path from any first morpheme with
-    # that id to every node, its segmentation (a bit per character where a morpheme ends) and
-    # whether two paths of different segmentations tie for it.
+    # that id to every node and its segmentation, a bit per character where a morpheme ends. Bit 0
+    # (no morpheme ends at character 0) flags a tie between paths of different segmentations.
     lids, row_of = np.unique(lid[:nf], return_inverse=True)
     rows = len(lids)
     bits = np.left_shift(np.uint64(1), char_at[end].astype(np.uint64))
     best = np.full((rows, n), _INF, dtype=np.int64)
     mask = np.zeros((rows, n), dtype=np.uint64)
-    tie = np.zeros((rows, n), dtype=bool)
     best[row_of, np.arange(nf)] = cost[:nf]
     mask[row_of, np.arange(nf)] = bits[:nf]
     matrix = facts.matrix
@@ -274,21 +300,19 @@ def _analyse(eojeol: str, parse_all: Callable[[str], str], facts: _DictionaryFac
         at_min = cand == low[:, None, :]
         m = mask[:, ends_here, None]
         m_lo = np.where(at_min, m, _ALL_BITS).min(axis=1)
-        t = (m_lo != np.where(at_min, m, _NO_BITS).max(axis=1)) | \
-            (at_min & tie[:, ends_here, None]).any(axis=1)
+        tied = (m_lo != np.where(at_min, m, _NO_BITS).max(axis=1)) | (m_lo & _TIE_BIT).astype(bool)
         reach = low < _REACHABLE
         best[:, lo:hi] = np.where(reach, low + cost[lo:hi], _INF)  # (clamped: INF stays INF)
-        mask[:, lo:hi] = m_lo | bits[lo:hi]
-        tie[:, lo:hi] = t & reach
+        mask[:, lo:hi] = (m_lo | bits[lo:hi]) & ~_TIE_BIT | np.where(tied & reach, _TIE_BIT, _NO_BITS)
     # Group the last morphemes by right id: keep the cheapest, note segmentation ties.
     last = last[np.argsort(rid[last], kind="stable")]
     rids, first_of = np.unique(rid[last], return_index=True)
-    c, mk, tk = best[:, last], mask[:, last], tie[:, last]
+    c, mk = best[:, last], mask[:, last]
     g_cost = np.minimum.reduceat(c, first_of, axis=1)
     at_min = c == np.repeat(g_cost, np.diff(np.append(first_of, len(last))), axis=1)
     g_lo = np.minimum.reduceat(np.where(at_min, mk, _ALL_BITS), first_of, axis=1)
     g_hi = np.maximum.reduceat(np.where(at_min, mk, _NO_BITS), first_of, axis=1)
-    g_tie = np.logical_or.reduceat(at_min & tk, first_of, axis=1) | (g_lo != g_hi)
+    g_tie = (g_lo != g_hi) | (g_lo & _TIE_BIT).astype(bool)
     reachable = g_cost < _REACHABLE
     clear = reachable & ~g_tie
     masks, seg_ids = np.unique(g_lo[clear], return_inverse=True)
@@ -429,9 +453,8 @@ class MorphemeCache:
             self.stats.reference_chunks += 1
             marked = self.splitter._chunk_marked(chunk)
             return self.encode_marked(marked + MARKER if followed else marked)
-        tail = chunk[len(chunk.rstrip(SPLIT_CHARS)):]
-        if tail:
-            ids += self._tail_ids(tail, followed)
+        if chunk[-1] in SPLIT_CHARS:
+            ids += self._tail_ids(chunk[len(chunk.rstrip(SPLIT_CHARS)):], followed)
         return ids
 
     def _with_unanalysed(self, words: list, infos: list) -> Optional[list]:
@@ -567,7 +590,7 @@ class MorphemeCache:
         refused): such an eojeol is never certified and always ends up inside a MeCab window.
         """
         n = len(words)
-        solved, solve, bos = self._solved, self._solve, self._bos
+        get, solve, bos = self._solved.get, self._solve, self._bos
         # Backward: the left ids each eojeol's optimal paths can start with, with the left context
         # unrefined (every right id the left neighbour's lattice allows). lsets[n]: sentence end.
         lsets = [bos] * (n + 1)
@@ -575,15 +598,14 @@ class MorphemeCache:
         before = [bos << _R_SHIFT]  # unrefined left context of each eojeol, shifted into place
         before += [i.rset << _R_SHIFT for i in infos[:-1]]
         nxt = bos
-        for k in range(n - 1, -1, -1):
-            info = infos[k]
+        k = n
+        for info in reversed(infos):
+            k -= 1
             if info.__class__ is _Bounds:
                 nxt = lsets[k] = info.lset
                 continue
             key = before[k] | info.ukey | nxt
-            s = solved.get(key)
-            if s is None:
-                s = solve(key, info)
+            s = get(key) or solve(key, info)
             back[k] = s
             nxt = lsets[k] = s[_LSET]
         # Forward: the right ids before each eojeol, refined where that helps, and its segmentation
@@ -595,17 +617,15 @@ class MorphemeCache:
         k = windowed = 0
         r = bos
         while k < n:
-            info = infos[k]
-            if info.__class__ is _Analysis:
-                s = back[k]
+            s = back[k]
+            if s is not None:  # (None: not analysed)
                 if s[_SEG] is None and r << _R_SHIFT != before[k]:
+                    info = infos[k]
                     key = r << _R_SHIFT | info.ukey | lsets[k + 1]
-                    s = solved.get(key)
-                    if s is None:
-                        s = solve(key, info)
+                    s = get(key) or solve(key, info)
                 if s[_SEG] is not None:
                     ids = s[_IDS]
-                    out += ids if ids is not None else self._certified_ids(s, info)
+                    out += ids if ids is not None else self._certified_ids(s, infos[k])
                     r = rsets[k + 1] = s[_RSET]
                     k += 1
                     continue
