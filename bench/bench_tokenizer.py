@@ -195,7 +195,8 @@ def main() -> None:
         enc["morpheme-bbpe encode_batch (morpheme cache cold, eojeols never repeat)"] = _rate(
             dirs["morpheme-bbpe"], unrepeated(texts), sum(map(len, texts)))
         breakdown = time_breakdown(dirs["morpheme-bbpe"], texts)
-    md = render(a, train, enc, sum(map(len, texts)), breakdown)
+    md = render(a, train, enc, sum(map(len, texts)), breakdown,
+                sum(len(t.encode("utf-8")) for t in texts))
     print(md)
     if a.out:
         with open(a.out, "a", encoding="utf-8") as f:
@@ -211,16 +212,17 @@ def _rate(tok_dir: str, texts: list[str], chars: int) -> float:
     return chars / (time.perf_counter() - start)
 
 
-def render(a, train, enc, eval_chars: int, breakdown: dict) -> str:
+def render(a, train, enc, eval_chars: int, breakdown: dict, eval_bytes: int) -> str:
     cmd = "python bench/bench_tokenizer.py " + " ".join(sys.argv[1:])
     mecab = enc["MeCab-ko alone (-Owakati)"]
     lines = [f"### Tokenizer encode throughput, one core ({time.strftime('%Y-%m-%d')})", "",
              f"`OMP_NUM_THREADS=1 {cmd}`", "",
              f"{eval_chars:,} characters of synthetic Korean (hyperclova.corpus.synthetic, seed 2); "
              f"vocabulary {a.vocab_size}; best of {a.rounds} alternating rounds.", "",
-             "| engine | chars/s per core | vs MeCab-ko alone |", "|---|---|---|"]
+             "| engine | chars/s per core | MB/s per core | vs MeCab-ko alone |", "|---|---|---|---|"]
     for name, cps in enc.items():
-        lines.append(f"| {name} | {cps:,.0f} | {cps / mecab:.2f}x |")
+        mb_s = cps * eval_bytes / eval_chars / 1e6
+        lines.append(f"| {name} | {cps:,.0f} | {mb_s:.2f} | {cps / mecab:.2f}x |")
     parts = sorted({k for row in breakdown.values() for k in row if k != "total"})
     lines += ["", "### Where morpheme-bbpe encoding spends its time (CPU seconds, same documents)", "",
               "| run | " + " | ".join(parts) + " | total |", "|---" * (len(parts) + 2) + "|"]

@@ -36,22 +36,26 @@ word costs, a left-space penalty for listed parts of speech preceded by whitespa
    every candidate it compares reaches the window through the separator's one path.
 
 Each analysis is checked against MeCab itself (the cheapest path with sentence start and end as
-context must cost exactly what MeCab reports), and anything unusual (an eojeol longer than 63
-characters, output MeCab cannot align, a cache that is full) falls back to MeCab on the chunk,
-which is the reference itself.
+context must cost exactly what MeCab reports). An eojeol seen only once, or whose analysis is
+refused (longer than 63 characters, ...), is never certified and ends up in a window; a chunk of
+mostly unseen eojeols, or whose MeCab output does not align, goes to MeCab whole, which is the
+reference itself.
 """
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 
 from hyperclova.tokenizer.morphemes import CHUNK_CHARS, MorphemeSplitter, _chunks, _SPECIAL_RUN
 from hyperclova.tokenizer.pretokenize import MARKER
+
+log = logging.getLogger(__name__)
 
 # Characters an eojeol split may cut at: those MeCab skips as SPACE (verified in _DictionaryFacts).
 SPLIT_CHARS = " \t\n\r\x0b"
@@ -71,7 +75,7 @@ DEFAULT_MAX_UNSEEN_SHARE = 0.25  # chunks with more unanalysed eojeols go to MeC
 
 @dataclass
 class CacheStats:
-    """What the cache did; `exact_reference` chunks went to MeCab whole (the reference path)."""
+    """What the cache did (counts since it was created)."""
 
     eojeols: int = 0  # occurrences seen in analysed chunks
     certified: int = 0  # occurrences encoded from the cache
@@ -100,6 +104,14 @@ class _DictionaryFacts:
 @functools.lru_cache(maxsize=4)
 def _dictionary_facts(dicdir: str) -> _DictionaryFacts:
     """Read and check the dictionary facts the proof needs (see the module docstring, point 1)."""
+    try:
+        return _read_dictionary_facts(dicdir)
+    except (OSError, ValueError, IndexError) as e:  # an unexpected dictionary: no cache
+        return _DictionaryFacts(np.zeros((1, 1), np.int16), np.zeros(1, np.int64), (),
+                                f"{dicdir}: {e}")
+
+
+def _read_dictionary_facts(dicdir: str) -> _DictionaryFacts:
     raw = np.memmap(os.path.join(dicdir, "matrix.bin"), dtype=np.int16, mode="r")
     n_right, n_left = int(raw[0]), int(raw[1])
     matrix = np.asarray(raw[2:]).reshape(n_left, n_right)  # a plain view: memmap indexing is slow
@@ -394,6 +406,8 @@ class MorphemeCache:
         tagger = self.splitter._get_tagger()
         dicdir = os.path.dirname(tagger.dictionary_info().filename)
         self._facts = _dictionary_facts(dicdir)
+        if self._facts.problem:
+            log.warning("morpheme cache off, MeCab-ko runs on every text: %s", self._facts.problem)
         all_nodes = mecab_ko.Tagger(f"-a --node-format={_ALL_NODES_FORMAT} "
                                     f"--unk-format={_ALL_NODES_FORMAT} --bos-format= --eos-format=E%pc")
         self._parse_all = all_nodes.parse

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 import unicodedata
+from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 
@@ -120,3 +122,27 @@ def warm_cache(ref) -> MorphemeCache:
 def test_cache_matches_reference_property(ref, warm_cache, text):
     text = text.replace(MARKER, "")  # (texts holding the marker take the segment-by-segment path)
     assert warm_cache.encode(text) == ref.encode(text)
+
+
+def test_a_dictionary_breaking_the_proof_turns_the_cache_off(ref, tmp_path, monkeypatch):
+    import shutil
+
+    from hyperclova.tokenizer import morpheme_cache as mc
+
+    tagger = MorphemeSplitter()._get_tagger()  # (kept alive: dictionary_info points into it)
+    dicdir = Path(tagger.dictionary_info().filename).parent
+    assert mc._check_space_category(str(dicdir)) == ""
+    shutil.copy(dicdir / "char.bin", tmp_path / "char.bin")
+    data = bytearray((tmp_path / "char.bin").read_bytes())
+    n_cat = int.from_bytes(data[:4], "little")
+    tab = 4 + 32 * n_cat + 4 * ord("\t")
+    data[tab:tab + 4] = data[4 + 32 * n_cat + 4 * ord("a"):4 + 32 * n_cat + 4 * ord("a") + 4]
+    (tmp_path / "char.bin").write_bytes(bytes(data))  # a tab that MeCab would treat as a letter
+    assert "U+0009" in mc._check_space_category(str(tmp_path))
+
+    broken = mc._DictionaryFacts(np.zeros((1, 1), np.int16), np.zeros(1, np.int64), (), "broken")
+    monkeypatch.setattr(mc, "_dictionary_facts", lambda dicdir: broken)
+    cache = _cache_for(ref, min_count=1)
+    texts = HARD[:10] * 2
+    assert [cache.encode(t) for t in texts] == ref.encode_batch(texts)
+    assert not cache.available and cache.stats.analysed == 0
