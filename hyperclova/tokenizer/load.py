@@ -157,9 +157,8 @@ class Tokenizer:
         out: list[list[int] | None] = [None] * len(texts)
         fast_idx = [i for i, t in enumerate(texts) if MARKER not in t]
         if self._cache is not None:
-            encode = self._cache.encode
-            for i in fast_idx:
-                out[i] = encode(texts[i])
+            for i, ids in zip(fast_idx, self._cache.encode_batch([texts[i] for i in fast_idx])):
+                out[i] = ids
         else:
             marked = [self._splitter.mark(texts[i]) for i in fast_idx]
             mid = self._marker_id

@@ -71,6 +71,7 @@ _ALL_NODES_FORMAT = "%ps,%pe,%pL,%phl,%phr,%h,%c;"
 DEFAULT_MAX_EOJEOLS = 300_000
 DEFAULT_MIN_COUNT = 2  # analyse an eojeol when seen this often; rarer ones go to MeCab windows
 DEFAULT_MAX_UNSEEN_SHARE = 0.25  # chunks with more unanalysed eojeols go to MeCab whole
+_QUEUED = -(1 << 40)  # the sighting count of an eojeol already handed to the analysis
 
 
 @dataclass
@@ -154,55 +155,32 @@ def _keys_with_split_chars(sys_dic: str) -> tuple:
 
     A transition from state b on byte c lands on unit p = b + c + 1 with check[p] == b. Units with
     check 0 are unused or the root; no state other than the root has base 0 (checked), so every
-    real transition has check != 0. The trie (tens of MB) is scanned in slices to keep memory low.
+    real transition has check != 0.
     """
     head = np.fromfile(sys_dic, dtype=np.uint32, count=10)
-    units = np.memmap(sys_dic, dtype=np.dtype([("base", "<i4"), ("check", "<u4")]), mode="r",
-                      offset=72, shape=(int(head[6]) // 8,))
-    root = int(units["base"][0])
-    split_bytes = np.array([ord(c) for c in SPLIT_CHARS], dtype=np.int64)
-
-    def slices():
-        for lo in range(0, len(units), 1 << 19):
-            part = units[lo:lo + (1 << 19)]
-            check = part["check"].astype(np.int64)
-            yield lo, part["base"].astype(np.int64), check, check != 0
-
-    hits = []  # units reached on a split byte
-    for lo, base, check, used in slices():
-        if ((base == 0) & used).any():
-            raise ValueError(f"{sys_dic}: a trie state has base 0; cannot list keys with spaces")
-        label = np.arange(lo, lo + len(check), dtype=np.int64) - check - 1
-        hits += (np.flatnonzero(used & np.isin(label, split_bytes)) + lo).tolist()
-    if root == 0:
-        raise ValueError(f"{sys_dic}: the trie root has base 0")
-    # Walk every hit up to the root, one level per scan for all of them at once.
-    paths = {u: [] for u in hits}
-    state = {u: int(units["check"][u]) for u in hits}
-    for _ in range(256):
-        pending = {s for s in state.values() if s != root}
-        if not pending:
-            break
-        wanted = np.array(sorted(pending), dtype=np.int64)
-        parent_of = {}
-        for lo, base, check, used in slices():
-            for i in np.flatnonzero(used & np.isin(base, wanted)).tolist():
-                if int(base[i]) in parent_of:
-                    raise ValueError(f"{sys_dic}: two trie units share a base")
-                parent_of[int(base[i])] = (lo + i, int(check[i]))
-        for u in hits:
-            if state[u] == root:
-                continue
-            if state[u] not in parent_of:
-                raise ValueError(f"{sys_dic}: cannot walk the trie to the root")
-            unit, up = parent_of[state[u]]
-            paths[u].append(unit - up - 1)
-            state[u] = up
-    else:
-        raise ValueError(f"{sys_dic}: a key deeper than 256 bytes")
+    units = np.fromfile(sys_dic, dtype=np.uint32, count=int(head[6]) // 4, offset=72)
+    base, check = units[0::2].view(np.int32).copy(), units[1::2].copy()
+    del units
+    used = check != 0
+    root = int(base[0])
+    if root == 0 or (used & (base == 0)).any():
+        raise ValueError(f"{sys_dic}: a trie state has base 0; cannot list keys with spaces")
+    position = np.arange(len(check), dtype=np.uint32)
+    hits: list = []  # units reached on a split byte
+    for ch in SPLIT_CHARS:  # (position - c - 1 wraps around below c + 1: never a check value)
+        hits += np.flatnonzero(used & (check == position - np.uint32(ord(ch) + 1))).tolist()
+    del position
     prefixes = []
-    for u in hits:
-        words = bytes(reversed(paths[u])).decode("utf-8", errors="replace").split()
+    for unit in hits:
+        path, state = [], int(check[unit])
+        while state != root:
+            parent = np.flatnonzero(base == state)
+            parent = parent[used[parent]]
+            if len(parent) != 1 or len(path) > 256:
+                raise ValueError(f"{sys_dic}: cannot walk the trie to the root")
+            path.append(int(parent[0]) - int(check[parent[0]]) - 1)
+            state = int(check[parent[0]])
+        words = bytes(reversed(path)).decode("utf-8", errors="replace").split()
         if words:
             prefixes.append(words[-1])
     return tuple(sorted(set(prefixes)))
@@ -252,95 +230,241 @@ def _parse_lattice(eojeol: str, parse_all: Callable[[str], str]):
     return arr.reshape(-1, 7), int(out[cut + 2:])
 
 
-def _analyse(eojeol: str, parse_all: Callable[[str], str], facts: _DictionaryFacts) -> Optional[_Analysis]:
-    """Build the _Analysis of `eojeol` from MeCab's full lattice, or None if refused."""
-    if len(eojeol) > MAX_EOJEOL_CHARS or eojeol[-1].isspace():
-        # (an eojeol ending in whitespace MeCab does not skip, e.g. U+3000, would be split by the
-        # pre-tokenization regex differently at the end of the text than before a marker)
-        return None
-    lattice = _parse_lattice(eojeol, parse_all)
-    if lattice is None:
-        return None
-    arr, eos_cost = lattice
-    data = eojeol.encode("utf-8")
-    n_bytes = len(data)
-    # byte offset -> character offset; -1 inside a character
-    char_at = np.full(n_bytes + 1, -1, dtype=np.int64)
-    starts_char = (np.frombuffer(data, dtype=np.uint8) & 0xC0) != 0x80
-    char_at[np.append(np.flatnonzero(starts_char), n_bytes)] = np.arange(len(eojeol) + 1)
+def _segments_ranges(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For groups of the given sizes laid end to end: the group of each element and its index
+    inside the group."""
+    group = np.repeat(np.arange(len(counts)), counts)
+    starts = np.cumsum(counts) - counts
+    return group, np.arange(int(counts.sum())) - starts[group]
+
+
+def _runs(new_run: np.ndarray) -> np.ndarray:
+    """Start indices of the runs that `new_run` (True where one starts) marks."""
+    return np.flatnonzero(new_run)
+
+
+def _min_runs(cost: np.ndarray, lo: np.ndarray, hi: np.ndarray, starts: np.ndarray):
+    """Per run: the cheapest cost, and the lowest/highest segmentation masks among the entries
+    that reach it (a path's mask includes the tie bit; see `_analyse_many`)."""
+    low = np.minimum.reduceat(cost, starts)
+    at_min = cost == np.repeat(low, np.diff(np.append(starts, len(cost))))
+    return (low, np.minimum.reduceat(np.where(at_min, lo, _ALL_BITS), starts),
+            np.maximum.reduceat(np.where(at_min, hi, _NO_BITS), starts))
+
+
+def _relax(sel, g_word, b_start, b_count, e_start, e_count, by_end, rows_of, row_lid, row_start,
+           n_of, node_start, state_start, lid, rid, cost, bits, best, mask, matrix) -> None:
+    """One level of the dynamic programme: for every group `sel` (an eojeol and a position), every
+    row, and every morpheme starting there, the cheapest path from the row's first morphemes,
+    over the morphemes ending there. Done in three steps so the arrays stay small: the ending
+    morphemes are first reduced per right id, the starting ones are handled per left id, then
+    spread to the morphemes."""
+    gw, rows = g_word[sel], rows_of[g_word[sel]]
+    bs, bc, es, ec = b_start[sel], b_count[sel], e_start[sel], e_count[sel]
+    # A: per (group, row, right id of an ending morpheme)
+    grp, i = _segments_ranges(rows * ec)
+    r, k = i // ec[grp], i % ec[grp]
+    w = gw[grp]
+    base = state_start[w] + r * n_of[w] - node_start[w]
+    e_node = by_end[es[grp] + k]
+    e_rid = rid[e_node]
+    new = np.ones(len(i), dtype=bool)
+    new[1:] = (k[1:] == 0) | (e_rid[1:] != e_rid[:-1])
+    a_starts = _runs(new)
+    m = mask[base + e_node]
+    a_low, a_lo, a_hi = _min_runs(best[base + e_node], m, m, a_starts)
+    a_grp, a_row, a_rid = grp[a_starts], r[a_starts], e_rid[a_starts]
+    # distinct right ids per group (the same for every row) and where each row's runs begin
+    rid_runs = np.bincount(a_grp, minlength=len(sel)) // rows
+    a_first = np.cumsum(rows * rid_runs) - rows * rid_runs
+    # B: per (group, row, distinct left id of a starting morpheme), over the right-id runs
+    b_nodes_grp, bk = _segments_ranges(bc)
+    b_node = bs[b_nodes_grp] + bk
+    lid_key = b_nodes_grp * (1 << 20) + lid[b_node]
+    uniq, b_lidx = np.unique(lid_key, return_inverse=True)
+    u_grp, u_lid = uniq >> 20, uniq & ((1 << 20) - 1)
+    lids_of = np.bincount(u_grp, minlength=len(sel))
+    u_first = np.cumsum(lids_of) - lids_of
+    grp2, i2 = _segments_ranges(rows * lids_of * rid_runs)
+    per_row = lids_of[grp2] * rid_runs[grp2]
+    r2 = i2 // per_row
+    j2 = (i2 % per_row) // rid_runs[grp2]
+    k2 = i2 % rid_runs[grp2]
+    run = a_first[grp2] + r2 * rid_runs[grp2] + k2
+    cand = a_low[run] + matrix[u_lid[u_first[grp2] + j2], a_rid[run]]
+    c_starts = _runs(k2 == 0)
+    c_low, c_lo, c_hi = _min_runs(cand, a_lo[run], a_hi[run], c_starts)
+    tied = (c_lo != c_hi) | (c_lo & _TIE_BIT).astype(bool)
+    # C: spread to every (row, starting morpheme)
+    grp3, i3 = _segments_ranges(rows * bc)
+    r3, k3 = i3 // bc[grp3], i3 % bc[grp3]
+    node = bs[grp3] + k3
+    b_at = np.cumsum(bc) - bc
+    j3 = b_lidx[b_at[grp3] + k3] - u_first[grp3]
+    c = (np.cumsum(rows * lids_of) - rows * lids_of)[grp3] + r3 * lids_of[grp3] + j3
+    w3 = gw[grp3]
+    dst = state_start[w3] + r3 * n_of[w3] + node - node_start[w3]
+    reach = c_low[c] < _REACHABLE
+    best[dst] = np.where(reach, c_low[c] + cost[node], _INF)
+    mask[dst] = (c_lo[c] | bits[node]) & ~_TIE_BIT | np.where(tied[c] & reach, _TIE_BIT, _NO_BITS)
+
+
+def _analyse_many(eojeols: list, parse_all: Callable[[str], str],
+                  facts: _DictionaryFacts) -> list:
+    """The _Analysis of each eojeol (None where refused), computed for all of them at once.
+
+    The same dynamic programme as one eojeol at a time (see `_Analysis`), run level by level over
+    every lattice together so that numpy works on long arrays: level L relaxes, for each eojeol,
+    the morphemes starting at its L-th start position.
+    """
+    out: list = [None] * len(eojeols)
+    texts, eos, rows_text, keep_idx = [], [], [], []
+    for i, w in enumerate(eojeols):
+        if len(w) > MAX_EOJEOL_CHARS or w[-1].isspace():
+            # (an eojeol ending in whitespace MeCab does not skip, e.g. U+3000, would be split by
+            # the pre-tokenization regex differently at the end of the text than before a marker)
+            continue
+        parsed = parse_all(w)
+        cut = parsed.rfind(";E")
+        if cut <= 0:
+            continue
+        keep_idx.append(i)
+        texts.append(w)
+        rows_text.append(parsed[:cut])
+        eos.append(int(parsed[cut + 2:]))
+    if not texts:
+        return out
+    nw = len(texts)
+    n_nodes = np.array([t.count(";") + 1 for t in rows_text], dtype=np.int64)
+    arr = np.fromstring(";".join(rows_text).replace(";", ","), dtype=np.int64, sep=",")
+    if arr.size != 7 * int(n_nodes.sum()):
+        if nw == 1:
+            return out  # (output in an unexpected format: refused)
+        return [_analyse_many([w], parse_all, facts)[0] for w in eojeols]
+    arr = arr.reshape(-1, 7)
+    word = np.repeat(np.arange(nw), n_nodes)
     start, end, rlen, lid, rid, posid, wcost = arr.T
     begin = end - rlen
-    if (char_at[end] < 0).any() or (char_at[begin] < 0).any():
-        return None  # a morpheme boundary inside a character: leave it to MeCab
+    # byte offset -> character offset, per eojeol, through one concatenation of their bytes
+    data = [t.encode("utf-8") for t in texts]
+    n_bytes = np.array([len(d) for d in data], dtype=np.int64)
+    byte_at = np.cumsum(n_bytes + 1) - (n_bytes + 1)  # where each eojeol's byte positions start
+    is_start = np.ones(int((n_bytes + 1).sum()), dtype=bool)
+    flat = np.frombuffer(b"\x00".join(data) + b"\x00", dtype=np.uint8)  # one spacer byte each
+    is_start[:] = (flat & 0xC0) != 0x80
+    chars_before = np.cumsum(is_start) - is_start
+    char_at = chars_before - chars_before[byte_at][np.repeat(np.arange(nw), n_bytes + 1)]
+    bad = ~is_start[byte_at[word] + end] | ~is_start[byte_at[word] + begin]
+    refused = np.zeros(nw, dtype=bool)
+    refused[word[bad]] = True
     pen = facts.penalty_by_posid[np.minimum(posid, len(facts.penalty_by_posid) - 1)]
     cost = wcost + np.where(start != begin, pen, 0)
-    # Nodes sorted by begin; morphemes that differ only in features are the same to us, keep the
-    # cheapest of each (begin, end, lid, rid).
-    order = np.lexsort((cost, rid, lid, end, begin))
-    begin, end, lid, rid, cost = begin[order], end[order], lid[order], rid[order], cost[order]
-    keep = np.ones(len(begin), dtype=bool)
-    keep[1:] = (begin[1:] != begin[:-1]) | (end[1:] != end[:-1]) | (lid[1:] != lid[:-1]) | \
-        (rid[1:] != rid[:-1])
-    begin, end, lid, rid, cost = begin[keep], end[keep], lid[keep], rid[keep], cost[keep]
-    n = len(begin)
-    nf = int(np.searchsorted(begin, 0, side="right"))  # first morphemes: begin == 0
-    last = np.flatnonzero(end == n_bytes)
-    if nf == 0 or len(last) == 0:
-        return None
-    # One DP row per left id of a first morpheme: the cheapest path from any first morpheme with
-    # that id to every node and its segmentation, a bit per character where a morpheme ends. Bit 0
-    # (no morpheme ends at character 0) flags a tie between paths of different segmentations.
-    lids, row_of = np.unique(lid[:nf], return_inverse=True)
-    rows = len(lids)
-    bits = np.left_shift(np.uint64(1), char_at[end].astype(np.uint64))
-    best = np.full((rows, n), _INF, dtype=np.int64)
-    mask = np.zeros((rows, n), dtype=np.uint64)
-    best[row_of, np.arange(nf)] = cost[:nf]
-    mask[row_of, np.arange(nf)] = bits[:nf]
+    # Sort by (eojeol, begin) and keep the cheapest of each (eojeol, begin, end, lid, rid).
+    order = np.lexsort((cost, rid, lid, end, begin, word))
+    word, begin, end, lid, rid, cost = (x[order] for x in (word, begin, end, lid, rid, cost))
+    keep = np.ones(len(word), dtype=bool)
+    keep[1:] = ((word[1:] != word[:-1]) | (begin[1:] != begin[:-1]) | (end[1:] != end[:-1])
+                | (lid[1:] != lid[:-1]) | (rid[1:] != rid[:-1]))
+    word, begin, end, lid, rid, cost = (x[keep] for x in (word, begin, end, lid, rid, cost))
+    n = len(word)
+    node_start = np.searchsorted(word, np.arange(nw))
+    n_of = np.diff(np.append(node_start, n))
+    bits = np.left_shift(np.uint64(1), char_at[byte_at[word] + end].astype(np.uint64))
+    # Rows: the distinct left ids of each eojeol's first morphemes (begin == 0).
+    first = np.flatnonzero(begin == 0)
+    row_key, row_of_first = np.unique(word[first] * (1 << 20) + lid[first], return_inverse=True)
+    row_word = row_key >> 20
+    row_lid = row_key & ((1 << 20) - 1)
+    rows_of = np.bincount(row_word, minlength=nw)
+    row_start = np.cumsum(rows_of) - rows_of
+    refused |= rows_of == 0
+    state_of = rows_of * n_of
+    state_start = np.cumsum(state_of) - state_of
+    best = np.full(int(state_of.sum()), _INF, dtype=np.int64)
+    mask = np.zeros(len(best), dtype=np.uint64)
+    fw = word[first]
+    init = state_start[fw] + (row_of_first - row_start[fw]) * n_of[fw] + (first - node_start[fw])
+    best[init] = cost[first]
+    mask[init] = bits[first]
+    # Groups of morphemes starting at one position (nodes are sorted by eojeol, then begin), and
+    # of morphemes ending at one position (sorted by right id inside).
+    b_key = word * (1 << 20) + begin
+    b_first = np.append(0, np.flatnonzero(np.diff(b_key)) + 1)
+    b_count = np.diff(np.append(b_first, n))
+    by_end = np.lexsort((rid, end, word))
+    e_key = (word * (1 << 20) + end)[by_end]
+    e_first = np.append(0, np.flatnonzero(np.diff(e_key)) + 1)
+    e_count = np.diff(np.append(e_first, n))
+    both, bi, ei = np.intersect1d(b_key[b_first], e_key[e_first], assume_unique=True,
+                                  return_indices=True)
+    g_word = both >> 20
+    g_level = bi - np.searchsorted(b_key[b_first] >> 20, g_word)  # rank of the position in its eojeol
     matrix = facts.matrix
-    by_end = np.argsort(end, kind="stable")
-    end_sorted = end[by_end]
-    cuts = np.flatnonzero(np.diff(begin)) + 1  # nodes grouped by begin
-    for lo, hi in zip(cuts.tolist(), np.append(cuts[1:], n).tolist()):
-        p = begin[lo]
-        e_lo, e_hi = np.searchsorted(end_sorted, [p, p + 1])
-        if e_lo == e_hi:
-            continue  # nothing ends here: these morphemes are unreachable
-        ends_here = by_end[e_lo:e_hi]
-        cand = best[:, ends_here, None] + matrix[lid[None, lo:hi], rid[ends_here][:, None]][None]
-        low = cand.min(axis=1)
-        at_min = cand == low[:, None, :]
-        m = mask[:, ends_here, None]
-        m_lo = np.where(at_min, m, _ALL_BITS).min(axis=1)
-        tied = (m_lo != np.where(at_min, m, _NO_BITS).max(axis=1)) | (m_lo & _TIE_BIT).astype(bool)
-        reach = low < _REACHABLE
-        best[:, lo:hi] = np.where(reach, low + cost[lo:hi], _INF)  # (clamped: INF stays INF)
-        mask[:, lo:hi] = (m_lo | bits[lo:hi]) & ~_TIE_BIT | np.where(tied & reach, _TIE_BIT, _NO_BITS)
-    # Group the last morphemes by right id: keep the cheapest, note segmentation ties.
-    last = last[np.argsort(rid[last], kind="stable")]
-    rids, first_of = np.unique(rid[last], return_index=True)
-    c, mk = best[:, last], mask[:, last]
-    g_cost = np.minimum.reduceat(c, first_of, axis=1)
-    at_min = c == np.repeat(g_cost, np.diff(np.append(first_of, len(last))), axis=1)
-    g_lo = np.minimum.reduceat(np.where(at_min, mk, _ALL_BITS), first_of, axis=1)
-    g_hi = np.maximum.reduceat(np.where(at_min, mk, _NO_BITS), first_of, axis=1)
+    for level in range(1, int(g_level.max()) + 1 if len(g_level) else 1):
+        sel = np.flatnonzero(g_level == level)
+        if len(sel) == 0:
+            continue
+        _relax(sel, g_word, b_first[bi], b_count[bi], e_first[ei], e_count[ei], by_end, rows_of,
+               row_lid, row_start, n_of, node_start, state_start, lid, rid, cost, bits, best, mask,
+               matrix)
+    # Group each eojeol's last morphemes by right id (cheapest, segmentation ties), all at once:
+    # entries (eojeol, row, last morpheme) ordered so that each (eojeol, row, right id) is a run.
+    last = np.flatnonzero(end == n_bytes[word])
+    last = last[np.lexsort((rid[last], word[last]))]
+    lw = word[last]
+    last_of = np.bincount(lw, minlength=nw)
+    last_start = np.cumsum(last_of) - last_of
+    grp, i = _segments_ranges(rows_of * last_of)
+    r, j = i // last_of[grp], i % last_of[grp]
+    node = last[last_start[grp] + j]
+    states = state_start[grp] + r * n_of[grp] + node - node_start[grp]
+    c, mk = best[states], mask[states]
+    node_rid = rid[node]
+    new_run = np.ones(len(c), dtype=bool)
+    new_run[1:] = (j[1:] == 0) | (node_rid[1:] != node_rid[:-1])
+    starts = np.flatnonzero(new_run)
+    g_cost = np.minimum.reduceat(c, starts)
+    at_min = c == np.repeat(g_cost, np.diff(np.append(starts, len(c))))
+    g_lo = np.minimum.reduceat(np.where(at_min, mk, _ALL_BITS), starts)
+    g_hi = np.maximum.reduceat(np.where(at_min, mk, _NO_BITS), starts)
     g_tie = (g_lo != g_hi) | (g_lo & _TIE_BIT).astype(bool)
+    g_word, g_row, g_rid = grp[starts], r[starts], node_rid[starts]
+    g_lid = row_lid[row_start[g_word] + g_row]
+    # MeCab's own answer (sentence start and end as context) must be what this model computes.
+    total = matrix[g_lid, _BOS_EOS_ID] + g_cost + matrix[_BOS_EOS_ID, g_rid]
+    word_first = np.searchsorted(g_word, np.arange(nw))
+    has = np.diff(np.append(word_first, len(g_word))) > 0
+    best_total = np.full(nw, _INF, dtype=np.int64)
+    best_total[has] = np.minimum.reduceat(total, word_first[has])
+    refused |= ~has | (best_total != np.array(eos, dtype=np.int64))
+    # Segmentations per eojeol: the distinct masks of its untied reachable pairs, numbered.
     reachable = g_cost < _REACHABLE
     clear = reachable & ~g_tie
-    masks, seg_ids = np.unique(g_lo[clear], return_inverse=True)
     seg = np.where(reachable, -1, -2)
-    seg[clear] = seg_ids
-    # MeCab's own answer (sentence start and end as context) must be what this model computes.
-    total = matrix[lids, _BOS_EOS_ID][:, None] + g_cost + matrix[_BOS_EOS_ID, rids][None, :]
-    if int(total.min()) != eos_cost:
-        return None
-    segmentations = []
-    for m in masks.tolist():
-        cuts_at = [i for i in range(1, len(eojeol) + 1) if m >> i & 1]
-        if cuts_at[-1] != len(eojeol):
-            return None
-        segmentations.append(tuple(eojeol[i:j] for i, j in zip([0] + cuts_at[:-1], cuts_at)))
-    return _Analysis(lids, rids, g_cost, seg, segmentations)
+    ci = np.flatnonzero(clear)
+    uniq, inverse = np.unique(np.stack([g_word[ci], g_lo[ci].view(np.int64)]), axis=1,
+                              return_inverse=True)
+    inverse = inverse.reshape(-1)
+    first_seg = np.searchsorted(uniq[0], np.arange(nw))
+    seg[ci] = inverse - first_seg[g_word[ci]]
+    masks_of = uniq[1].view(np.uint64)
+    bounds = np.append(word_first, len(g_word))
+    for k in np.flatnonzero(~refused).tolist():
+        lo_k, hi_k = bounds[k], bounds[k + 1]
+        nr = rows_of[k]
+        rids = g_rid[lo_k:hi_k][: (hi_k - lo_k) // nr]
+        eojeol = texts[k]
+        segmentations = []
+        for mbits in masks_of[first_seg[k]:first_seg[k + 1] if k + 1 < nw else len(masks_of)].tolist():
+            cuts_at = [b for b in range(1, len(eojeol) + 1) if mbits >> b & 1]
+            if cuts_at[-1] != len(eojeol):
+                break
+            segmentations.append(tuple(eojeol[a:b] for a, b in zip([0] + cuts_at[:-1], cuts_at)))
+        else:
+            out[keep_idx[k]] = _Analysis(row_lid[row_start[k]:row_start[k] + nr], rids,
+                                         g_cost[lo_k:hi_k].reshape(nr, -1),
+                                         seg[lo_k:hi_k].reshape(nr, -1), segmentations)
+    return out
 
 
 # --- the cache -----------------------------------------------------------------------------------
@@ -433,35 +557,103 @@ class MorphemeCache:
     # -- encoding ----------------------------------------------------------------------------
     def encode(self, text: str) -> list:
         """Token ids of `text` (which must not contain MARKER)."""
-        if self._facts is not None and self._facts.problem:
-            return self.encode_marked(self.splitter.mark(text))
-        if len(text) <= CHUNK_CHARS and not _SPECIAL_RUN.search(text):
-            return self._encode_chunk(text, followed=False)
-        pieces = list(_chunks(text))
-        out: list = []
-        for i, (chunk, analyse) in enumerate(pieces):
-            followed = i + 1 < len(pieces)
-            if analyse:
-                out += self._encode_chunk(chunk, followed)
-            else:
-                out += self.encode_marked(chunk + MARKER if followed else chunk)
-        return out
+        return self.encode_batch([text])[0]
 
-    def _encode_chunk(self, chunk: str, followed: bool) -> list:
-        words = _EOJEOL.findall(chunk)
-        if not words:
-            return self.encode_marked(chunk + MARKER if followed else chunk) if chunk else []
-        if self._space_key is not None and self._space_key.search(chunk):
-            words = self._merge_space_keys(words)
-        # Start over only between chunks: ids (eojeol numbers, sets) of two generations never meet.
+    def encode_batch(self, texts: list) -> list:
+        """Token ids of each text (none may contain MARKER).
+
+        The eojeols a batch makes frequent enough are analysed together first (numpy works on
+        long arrays, `_analyse_many`), then each text is encoded.
+        """
+        if self._facts is not None and self._facts.problem:
+            return [self.encode_marked(self.splitter.mark(t)) for t in texts]
+        # Start over only between batches: ids (eojeol numbers, sets) of two generations never meet.
         if len(self._analyses) + len(self._refused) >= self.max_eojeols or \
                 len(self._set_arrays) >= _MAX_SETS // 2:
             self._reset()
             self.stats.resets += 1
         get = self._analyses.get
-        infos = [get(w) for w in words]
-        if None in infos:
-            infos = self._with_unanalysed(words, infos)
+        words, infos, unknown = [], [], []
+        for t in texts:
+            if len(t) <= CHUNK_CHARS and not _SPECIAL_RUN.search(t):
+                ws = _EOJEOL.findall(t)
+                found = [get(w) for w in ws]
+                if None in found:
+                    unknown += [w for w, i in zip(ws, found) if i is None]
+            else:
+                ws = found = None  # several chunks: encoded one chunk at a time below
+            words.append(ws)
+            infos.append(found)
+        if unknown:
+            self._count_and_analyse(unknown, counted=False)
+        out = []
+        for text, ws, found in zip(texts, words, infos):
+            if ws is not None:
+                out.append(self._encode_chunk(text, False, ws, found, counted=True))
+                continue
+            pieces = list(_chunks(text))
+            ids: list = []
+            for i, (chunk, analyse) in enumerate(pieces):
+                followed = i + 1 < len(pieces)
+                if analyse:
+                    ws = _EOJEOL.findall(chunk)
+                    ids += self._encode_chunk(chunk, followed, ws, [get(w) for w in ws], counted=False)
+                else:
+                    ids += self.encode_marked(chunk + MARKER if followed else chunk)
+            out.append(ids)
+        return out
+
+    def _count_and_analyse(self, words: list, counted: bool) -> None:
+        """Count a sighting of every word not analysed yet (unless `counted`) and analyse, in one
+        batch, those seen `min_count` times."""
+        analyses, refused, seen = self._analyses, self._refused, self._seen
+        ready = []
+        for word in words:
+            if word in analyses or word in refused:
+                continue
+            record = seen.get(word)
+            if record is None:
+                if len(seen) >= self.max_eojeols:
+                    seen.clear()
+                record = seen[word] = [0, None]
+            if not counted:
+                record[0] += 1
+            if record[0] >= self.min_count:
+                record[0] = _QUEUED  # (once)
+                ready.append(word)
+        if not ready:
+            return
+        self._setup()
+        if self._facts.problem:
+            return
+        for word, info in zip(ready, _analyse_many(ready, self._parse_all, self._facts)):
+            record = seen.pop(word)
+            if info is None:
+                self.stats.unanalysable += 1
+                bounds = record[1] if record[1] is not None else self._bounds(word)
+                if bounds:
+                    refused[word] = bounds
+                else:
+                    seen[word] = [_QUEUED, False]  # no lattice: chunks holding it go to MeCab whole
+                continue
+            self.stats.analysed += 1
+            info.lset = self._intern(info.lids)
+            info.rset = self._intern(info.rids)
+            info.ukey = self._next_uid << _UID_SHIFT
+            self._next_uid += 1
+            analyses[word] = info
+
+    def _encode_chunk(self, chunk: str, followed: bool, words: list, infos: list,
+                      counted: bool) -> list:
+        """Ids of one chunk; `infos` are the analyses of `words` found so far (None: not yet)."""
+        if not words:
+            return self.encode_marked(chunk + MARKER if followed else chunk) if chunk else []
+        if self._space_key is not None and self._space_key.search(chunk):
+            words = self._merge_space_keys(words)
+            infos = [self._analyses.get(w) for w in words]
+            counted = False  # (merged eojeols are new words)
+        if None in infos:  # (including eojeols analysed since `infos` was looked up)
+            infos = self._with_unanalysed(words, infos, counted)
         ids = self._encode_words(words, infos) if infos is not None else None
         if ids is None:
             self.stats.reference_chunks += 1
@@ -471,28 +663,19 @@ class MorphemeCache:
             ids += self._tail_ids(chunk[len(chunk.rstrip(SPLIT_CHARS)):], followed)
         return ids
 
-    def _with_unanalysed(self, words: list, infos: list) -> Optional[list]:
-        """Count a sighting of each eojeol not analysed yet, analyse those seen `min_count` times,
-        and give the rarer ones (and refused ones) their _Bounds. None: send the chunk to MeCab
-        whole -- mostly unseen text (the start of a corpus, a one-off prompt), where bounds and
-        windows for every eojeol would cost more than the plain analysis, or nothing to go on."""
+    def _with_unanalysed(self, words: list, infos: list, counted: bool) -> Optional[list]:
+        """Fill in the eojeols not analysed: analysed now if seen `min_count` times, else (and
+        when refused) their _Bounds. None: send the chunk to MeCab whole -- mostly unseen text
+        (the start of a corpus, a one-off prompt), where bounds and windows for every eojeol would
+        cost more than the plain analysis, or nothing to go on."""
+        self._count_and_analyse([w for w, i in zip(words, infos) if i is None], counted)
         infos = list(infos)
-        seen, analyses, refused = self._seen, self._analyses, self._refused
-        ready, pending = [], []
+        pending = []
         for k, word in enumerate(words):
-            if infos[k] is not None:
-                continue
-            found = refused.get(word)
-            if found is not None:
-                infos[k] = found
-                continue
-            record = seen.get(word)
-            if record is None:
-                if len(seen) >= self.max_eojeols:
-                    seen.clear()
-                record = seen[word] = [0, None]
-            record[0] += 1
-            (ready if record[0] >= self.min_count else pending).append(k)
+            if infos[k] is None:
+                infos[k] = self._analyses.get(word) or self._refused.get(word)
+                if infos[k] is None:
+                    pending.append(k)
         if len(pending) > self.max_unseen_share * len(words):
             return None
         if self._facts is None:  # the dictionary is read only once the cache is of use
@@ -501,34 +684,11 @@ class MorphemeCache:
                 return None  # (split before the dictionary was read)
         if self._facts.problem:
             return None
-        for k in ready + pending:
-            word = words[k]
-            info = analyses.get(word) or refused.get(word)  # (a repeated eojeol: done already)
-            if info is None:
-                info = self._analyse_word(word) if k in ready else self._rare_bounds(word)
-                if info is None:
-                    return None
-            infos[k] = info
+        for k in pending:
+            infos[k] = self._rare_bounds(words[k])
+            if infos[k] is None:
+                return None
         return infos
-
-    def _analyse_word(self, word: str):
-        """The _Analysis of `word` (or its _Bounds when the analysis is refused; None when MeCab
-        gives no lattice at all)."""
-        record = self._seen.pop(word, None)
-        info = _analyse(word, self._parse_all, self._facts)
-        if info is None:
-            self.stats.unanalysable += 1
-            bounds = record[1] if record and record[1] is not None else self._bounds(word)
-            if bounds:
-                self._refused[word] = bounds
-            return bounds or None
-        self.stats.analysed += 1
-        info.lset = self._intern(info.lids)
-        info.rset = self._intern(info.rids)
-        info.ukey = self._next_uid << _UID_SHIFT
-        self._next_uid += 1
-        self._analyses[word] = info
-        return info
 
     def _rare_bounds(self, word: str) -> Optional[_Bounds]:
         record = self._seen.get(word)
