@@ -136,12 +136,12 @@ def time_breakdown(tok_dir: str, texts: list[str]) -> dict[str, dict[str, float]
         return real, wrapper
 
     cached = load_tokenizer(tok_dir)
-    patches = [(mc, "_analyse", "eojeol analyses (MeCab lattice + DP)"),
+    patches = [(mc, "_analyse_many", "eojeol analyses (MeCab lattice + DP)"),
                (mc.MorphemeCache, "_bounds", "bounds of rare eojeols"),
                (mc.MorphemeCache, "_solve", "context solves"),
                (mc.MorphemeCache, "_window_segments", "MeCab-ko windows"),
                (cached._splitter, "_chunk_marked", "MeCab-ko whole chunks"),
-               (cached, "_encode_marked", "BPE engine (new segments)")]
+               (cached._cache, "encode_marked", "BPE engine (new segments)")]
     saved = []
     for owner, name, label in patches:
         real, wrapper = timed(owner, name, label)

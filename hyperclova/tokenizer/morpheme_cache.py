@@ -72,6 +72,7 @@ DEFAULT_MAX_EOJEOLS = 300_000
 DEFAULT_MIN_COUNT = 2  # analyse an eojeol when seen this often; rarer ones go to MeCab windows
 DEFAULT_MAX_UNSEEN_SHARE = 0.25  # chunks with more unanalysed eojeols go to MeCab whole
 _QUEUED = -(1 << 40)  # the sighting count of an eojeol already handed to the analysis
+_ANALYSE_BATCH = 256  # eojeols analysed together: long numpy arrays, a few MB of memory
 
 
 @dataclass
@@ -626,7 +627,10 @@ class MorphemeCache:
         self._setup()
         if self._facts.problem:
             return
-        for word, info in zip(ready, _analyse_many(ready, self._parse_all, self._facts)):
+        analysed: list = []
+        for i in range(0, len(ready), _ANALYSE_BATCH):
+            analysed += _analyse_many(ready[i:i + _ANALYSE_BATCH], self._parse_all, self._facts)
+        for word, info in zip(ready, analysed):
             record = seen.pop(word)
             if info is None:
                 self.stats.unanalysable += 1
