@@ -2,6 +2,7 @@
 MeCab's analysis of an eojeol really does depend on its neighbours."""
 from __future__ import annotations
 
+import itertools
 import random
 import unicodedata
 from pathlib import Path
@@ -146,3 +147,57 @@ def test_a_dictionary_breaking_the_proof_turns_the_cache_off(ref, tmp_path, monk
     texts = HARD[:10] * 2
     assert [cache.encode(t) for t in texts] == ref.encode_batch(texts)
     assert not cache.available and cache.stats.analysed == 0
+
+
+def test_analysis_matches_a_brute_force_over_every_lattice_path(ref):
+    """Each eojeol's table (cheapest path and segmentation per first left id and last right id)
+    against all paths of its MeCab lattice, enumerated one by one."""
+    from hyperclova.tokenizer import morpheme_cache as mc
+
+    cache = _cache_for(ref)
+    assert cache.available
+    words = ["학교", " 학교에", " 목이", " 방과", " 어떻게", "먹었다", " 감기", "ㅋㅋ", " 漢字", " abc",
+             " 😀", "가나", " 영치기", " 2024년", " 이렇게", " 명이", " 데만", " 주세요"]
+    tables = mc._analyse_many(words, cache._parse_all, cache._facts)
+    for word, table in zip(words, tables):
+        arr, eos = mc._parse_lattice(word, cache._parse_all)
+        n_bytes = len(word.encode())
+        nodes = {}
+        for start, end, rlen, lid, rid, posid, wcost in arr.tolist():
+            begin = end - rlen
+            penalty = int(cache._facts.penalty_by_posid[posid]) if start != begin else 0
+            nodes.setdefault(begin, []).append((end, lid, rid, wcost + penalty))
+        best: dict = {}  # (first lid, last rid) -> (cost, {segmentations})
+
+        def walk(pos, first_lid, prev_rid, total, cuts):
+            for end, lid, rid, cost in nodes.get(pos, []):
+                c = total + cost + (int(cache._facts.matrix[lid, prev_rid]) if prev_rid is not None else 0)
+                fl = lid if first_lid is None else first_lid
+                if end == n_bytes:
+                    key, seg = (fl, rid), cuts + (end,)
+                    old = best.get(key)
+                    if old is None or c < old[0]:
+                        best[key] = (c, {seg})
+                    elif c == old[0]:
+                        old[1].add(seg)
+                else:
+                    walk(end, fl, rid, c, cuts + (end,))
+
+        walk(0, None, None, 0, ())
+        assert table is not None, word
+        got = {}
+        for i, lid in enumerate(table.lids.tolist()):
+            for j, rid in enumerate(table.rids.tolist()):
+                if table.cost[i, j] < mc._REACHABLE:
+                    got[(lid, rid)] = (int(table.cost[i, j]), int(table.seg[i, j]))
+        assert set(got) == set(best), word
+        for key, (cost, segs) in best.items():
+            assert got[key][0] == cost, (word, key)
+            assert (got[key][1] == -1) == (len(segs) > 1), (word, key)
+            if len(segs) == 1:
+                pieces = table.segmentations[got[key][1]]
+                cuts = tuple(itertools.accumulate(len(p.encode()) for p in pieces))
+                assert cuts == next(iter(segs)), (word, key)
+        total = min(int(cache._facts.matrix[l, 0]) + c + int(cache._facts.matrix[0, r])
+                    for (l, r), (c, _) in best.items())
+        assert total == eos, word
