@@ -159,24 +159,26 @@ def _keys_with_split_chars(sys_dic: str) -> tuple:
     real transition has check != 0.
     """
     head = np.fromfile(sys_dic, dtype=np.uint32, count=10)
-    units = np.fromfile(sys_dic, dtype=np.uint32, count=int(head[6]) // 4, offset=72)
-    base, check = units[0::2].view(np.int32).copy(), units[1::2].copy()
-    del units
-    used = check != 0
+    units = np.memmap(sys_dic, dtype=np.uint32, mode="r", offset=72, shape=(int(head[6]) // 4,))
+    base = np.ascontiguousarray(units[0::2]).view(np.int32)  # 4 bytes per unit, kept for the walk
+    check = units[1::2]
     root = int(base[0])
-    if root == 0 or (used & (base == 0)).any():
-        raise ValueError(f"{sys_dic}: a trie state has base 0; cannot list keys with spaces")
-    position = np.arange(len(check), dtype=np.uint32)
     hits: list = []  # units reached on a split byte
-    for ch in SPLIT_CHARS:  # (position - c - 1 wraps around below c + 1: never a check value)
-        hits += np.flatnonzero(used & (check == position - np.uint32(ord(ch) + 1))).tolist()
-    del position
+    step = 1 << 18
+    for lo in range(0, len(base), step):  # (in slices: a few MB at a time)
+        chk = np.asarray(check[lo:lo + step])
+        used = chk != 0
+        if root == 0 or (used & (base[lo:lo + step] == 0)).any():
+            raise ValueError(f"{sys_dic}: a trie state has base 0; cannot list keys with spaces")
+        position = np.arange(lo, lo + len(chk), dtype=np.uint32)
+        for ch in SPLIT_CHARS:  # (position - c - 1 wraps around below c + 1: never a check value)
+            hits += (np.flatnonzero(used & (chk == position - np.uint32(ord(ch) + 1))) + lo).tolist()
     prefixes = []
     for unit in hits:
         path, state = [], int(check[unit])
         while state != root:
             parent = np.flatnonzero(base == state)
-            parent = parent[used[parent]]
+            parent = parent[np.asarray(check[parent]) != 0]
             if len(parent) != 1 or len(path) > 256:
                 raise ValueError(f"{sys_dic}: cannot walk the trie to the root")
             path.append(int(parent[0]) - int(check[parent[0]]) - 1)
