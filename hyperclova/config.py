@@ -150,11 +150,15 @@ class Config:
 
 
 # --- building a tree from plain data -----------------------------------------------------------
+# The one typed validation of user-written settings: run configs here, corpus recipes
+# (hyperclova/corpus/recipe.py) through the same `from_dict`.
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Return `value` as type `tp` or raise ConfigError naming `key`."""
     origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
@@ -204,7 +208,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is list or origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return list(value)
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     raise ConfigError(f"{key}: unsupported type {tp}")
 
 
@@ -215,8 +220,13 @@ def _unknown(key: str, name: str, known: list[str]) -> ConfigError:
 
 
 def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
+    """Build dataclass `cls` from plain data (YAML), checking every key and type.
+
+    Fields declared with `field(metadata={"config": False})` (derived state) are not settable.
+    """
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = [f for f in dataclasses.fields(cls) if f.init and f.metadata.get("config", True)]
+    names = [f.name for f in fields]
     kwargs = {}
     for name, value in data.items():
         key = f"{prefix}.{name}" if prefix else str(name)
@@ -225,6 +235,10 @@ def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
         if cls is Config and name == "model" and isinstance(value, str):
             value = _preset_dict(value, key)
         kwargs[name] = _coerce(value, hints[name], key)
+    for f in fields:
+        if f.name not in kwargs and f.default is dataclasses.MISSING \
+                and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{prefix + '.' if prefix else ''}{f.name}: missing (required)")
     return cls(**kwargs)
 
 

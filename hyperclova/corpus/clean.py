@@ -11,6 +11,7 @@ import html
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Literal
 
 # C0/C1 controls except tab and newline, plus zero-width and bidi marks and the BOM.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
@@ -23,7 +24,7 @@ _SCRIPT = re.compile(r"(?is)<(script|style)\b.*?</\1\s*>")
 
 @dataclass
 class NormalizeConfig:
-    form: str = "NFC"
+    form: Literal["NFC", "NFKC", "NFD", "NFKD"] = "NFC"
     strip_html: bool = False
     max_char_repeat: int = 5  # ㅋㅋㅋㅋㅋㅋㅋ -> ㅋㅋㅋㅋㅋ (5 keeps ★★★★★); 0 disables
     max_blank_lines: int = 1

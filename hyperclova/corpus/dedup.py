@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ _WS = re.compile(r"\s+")
 
 @dataclass
 class MinHashConfig:
-    unit: str = "char"  # "char" or "morpheme" (MeCab-ko)
+    unit: Literal["char", "morpheme"] = "char"  # morpheme: MeCab-ko
     ngram: int = 5
     bands: int = 16
     rows: int = 8

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from hyperclova.errors import UserError
 
@@ -43,7 +44,7 @@ def _alternation(words: list[str]) -> re.Pattern:
 class Length:
     min_chars: int = 20
     max_chars: int = 200_000
-    action: str = "drop"
+    action: Literal["drop", "flag"] = "drop"
 
     def __call__(self, text: str):
         n = len(text)
@@ -57,7 +58,7 @@ class Length:
 @dataclass
 class HangulRatio:
     min_ratio: float = 0.4  # share of Hangul among letters
-    action: str = "drop"
+    action: Literal["drop", "flag"] = "drop"
 
     def __call__(self, text: str):
         letters = len(_LETTER.findall(text))
@@ -74,7 +75,7 @@ class Repetition:
     max_dup_line_ratio: float = 0.3
     max_symbol_word_ratio: float = 0.5
     min_function_word_ratio: float = 0.15  # checked on texts with >= 20 Hangul words
-    action: str = "drop"
+    action: Literal["drop", "flag"] = "drop"
 
     def __call__(self, text: str):
         lines = [ln for ln in text.split("\n") if ln.strip()]
@@ -104,8 +105,8 @@ class Repetition:
 class Profanity:
     max_density: float = 0.02  # listed-word occurrences per word
     words_file: str | None = None
-    action: str = "drop"
-    words: list[str] = field(default_factory=list, repr=False)
+    action: Literal["drop", "flag"] = "drop"
+    words: list[str] = field(default_factory=list, repr=False, metadata={"config": False})
 
     def __post_init__(self):
         self.words = load_words(self.words_file, "badwords_ko.txt")
@@ -122,8 +123,8 @@ class Spam:
     max_density: float = 0.2  # (URLs + phone numbers + promo phrases) per word
     max_urls: int = 5
     phrases_file: str | None = None
-    action: str = "drop"
-    phrases: list[str] = field(default_factory=list, repr=False)
+    action: Literal["drop", "flag"] = "drop"
+    phrases: list[str] = field(default_factory=list, repr=False, metadata={"config": False})
 
     def __post_init__(self):
         self.phrases = load_words(self.phrases_file, "promo_ko.txt")
@@ -142,16 +143,3 @@ class Spam:
 
 FILTERS = {"length": Length, "hangul": HangulRatio, "repetition": Repetition,
            "profanity": Profanity, "spam": Spam}
-
-
-def build_filter(name: str, params: dict, where: str):
-    cls = FILTERS[name]
-    allowed = {f for f in cls.__dataclass_fields__ if f not in ("words", "phrases")}
-    unknown = set(params) - allowed
-    if unknown:
-        raise UserError(f"{where}: unknown key(s) {sorted(unknown)} for filter '{name}'; "
-                        f"allowed: {sorted(allowed)}")
-    flt = cls(**params)
-    if flt.action not in ("drop", "flag"):
-        raise UserError(f"{where}: action must be 'drop' or 'flag', got {flt.action!r}")
-    return flt

@@ -13,7 +13,6 @@ must be adjacent) run globally; per-document steps after them run in the paralle
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -21,10 +20,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
+from hyperclova.config import ConfigError, from_dict
 from hyperclova.corpus.clean import NormalizeConfig, normalize
 from hyperclova.corpus.dedup import MinHashConfig
-from hyperclova.corpus.filters import FILTERS, build_filter
+from hyperclova.corpus.filters import FILTERS
 from hyperclova.corpus.pii import PiiConfig, deidentify
 from hyperclova.errors import UserError, read_yaml_mapping
 from hyperclova.paths import CONFIG_DIR
@@ -81,44 +80,49 @@ class Recipe:
         return [s.name for s in self.before] + dedup + [s.name for s in self.after]
 
 
-def _build(name: str, params: dict, where: str) -> Step:
-    def make(cls, drop=()):
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(params) - fields - set(drop)
-        if unknown:
-            raise UserError(f"{where}: unknown key(s) {sorted(unknown)} for step '{name}'; "
-                            f"allowed: {sorted(fields | set(drop))}")
-        return cls(**{k: v for k, v in params.items() if k not in drop})
+@dataclass
+class _RecipeFile:
+    steps: list
+    task_mb: float = 32.0
 
-    if name == "normalize":
-        return NormalizeStep(make(NormalizeConfig))
+
+@dataclass
+class _NoParameters:
+    pass
+
+
+# Every step's parameters are a dataclass, checked (keys, types, choices) by the same
+# `hyperclova.config.from_dict` that checks run configs.
+STEP_PARAMETERS = {"normalize": NormalizeConfig, "pii": PiiConfig, **FILTERS,
+                   "exact_dedup": _NoParameters, "near_dedup": MinHashConfig}
+
+
+def _build(name: str, params: dict, where: str) -> Step:
     if name == "pii":
-        cfg = make(PiiConfig, drop=("salt_env",))
-        env = params.get("salt_env")
-        if env and os.environ.get(env):  # a secret salt from the environment beats the recipe's
-            cfg.salt = os.environ[env]
+        params = dict(params)
+        env = params.pop("salt_env", None)
+        cfg = from_dict(PiiConfig, params, prefix=where)
+        if env and os.environ.get(str(env)):  # a secret salt from the environment beats the recipe's
+            cfg.salt = os.environ[str(env)]
         if not cfg.salt:
             raise UserError(f"{where}: pii needs a salt for user id hashes: set 'salt:' or export "
                             f"${env or 'a variable named by salt_env'}")
         return PiiStep(cfg)
-    if name in FILTERS:
-        return FilterStep(name, build_filter(name, params, where))
-    raise UserError(f"{where}: unknown step '{name}'; known: normalize, pii, {', '.join(FILTERS)}, "
-                    "exact_dedup, near_dedup")
+    cfg = from_dict(STEP_PARAMETERS[name], params, prefix=where)
+    return NormalizeStep(cfg) if name == "normalize" else FilterStep(name, cfg)
 
 
 def load_recipe(path: str | Path | None = None) -> Recipe:
     path = Path(path) if path else DEFAULT_RECIPE
     raw = read_yaml_mapping(path, "recipe")
-    if not isinstance(raw, dict) or not isinstance(raw.get("steps"), list):
-        raise UserError(f"{path}: expected a mapping with a 'steps:' list")
-    unknown = set(raw) - {"steps", "task_mb"}
-    if unknown:
-        raise UserError(f"{path}: unknown top-level key(s) {sorted(unknown)}; allowed: steps, task_mb")
-    recipe = Recipe(task_mb=float(raw.get("task_mb", 32.0)))
+    try:
+        spec = from_dict(_RecipeFile, raw)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    recipe = Recipe(task_mb=spec.task_mb)
     recipe.fingerprint = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
     phase = "before"
-    for i, item in enumerate(raw["steps"]):
+    for i, item in enumerate(spec.steps):
         where = f"{path}: steps[{i}]"
         if isinstance(item, str):
             item = {item: {}}
@@ -128,22 +132,18 @@ def load_recipe(path: str | Path | None = None) -> Recipe:
         params = params or {}
         if not isinstance(params, dict):
             raise UserError(f"{where}: parameters of '{name}' must be a mapping")
+        if name not in STEP_PARAMETERS:
+            raise UserError(f"{where}: unknown step '{name}'; known: {', '.join(STEP_PARAMETERS)}")
+        where = f"{where}.{name}"
         if name in ("exact_dedup", "near_dedup"):
             if phase == "after":
                 raise UserError(f"{where}: exact_dedup and near_dedup must be adjacent steps")
             phase = "dedup"
+            cfg = from_dict(STEP_PARAMETERS[name], params, prefix=where)
             if name == "exact_dedup":
-                if params:
-                    raise UserError(f"{where}: exact_dedup takes no parameters")
                 recipe.exact_dedup = True
             else:
-                fields = {f.name for f in dataclasses.fields(MinHashConfig)}
-                if set(params) - fields:
-                    raise UserError(f"{where}: unknown key(s) {sorted(set(params) - fields)} for "
-                                    f"near_dedup; allowed: {sorted(fields)}")
-                recipe.near_dedup = MinHashConfig(**params)
-                if recipe.near_dedup.unit not in ("char", "morpheme"):
-                    raise UserError(f"{where}: near_dedup unit must be 'char' or 'morpheme'")
+                recipe.near_dedup = cfg
             continue
         if phase == "dedup":
             phase = "after"

@@ -8,9 +8,16 @@ one shard, and a list of bare prefixes mixes them in proportion to their token c
 Sample order is a pure function of (shards, seq_len, seed, split, sample counts): megatron-core
 shuffles with numpy's RandomState(seed) and caches the index arrays under `data.cache_dir`, in a
 subdirectory keyed by the shards' content so a rewritten shard never meets a stale cache.
+
+megatron-core opens those `.npy` files with `allow_pickle=True`, so a file planted in a shared data
+directory would run code in every rank. Before megatron-core opens anything, every cached array is
+read back as a plain `.npy` header (never unpickled) and must hold integers of the expected shape
+and size; anything else (a pickle, another dtype, a truncated file) is removed with a warning and
+rebuilt.
 """
 from __future__ import annotations
 
+import glob
 import logging
 import math
 import re
@@ -129,8 +136,75 @@ def check_blend(cfg: DataConfig, model_vocab_size: Optional[int] = None
                         f"{ids.vocab_size} (a multiple of 128 keeps the output matmul fast)")
     infos = [check_shard(p, ids.vocab_size) for p in prefixes]
     for info in infos:
+        if model_vocab_size is not None and info.max_token_id >= model_vocab_size:
+            # (the embedding would fail with an IndexError mid-step; data.tokenizer is not always set)
+            raise UserError(f"{info.prefix}.bin contains token id {info.max_token_id}, outside "
+                            f"model.vocab_size={model_vocab_size}: the shard was made with a larger "
+                            f"tokenizer; set model.vocab_size to at least {info.max_token_id + 1} "
+                            f"or re-run tools/preprocess_data.py with the model's tokenizer")
         _check_split_coverage(info, split)
     return infos, weights, ids
+
+
+# The index arrays megatron-core caches, by file-name suffix: (dimensions, columns of a 2-D one).
+_INDEX_SHAPES = {"document_index": (1, None), "sample_index": (2, 2), "shuffle_index": (1, None),
+                 "dataset_index": (1, None), "dataset_sample_index": (1, None)}
+
+
+def index_cache_problem(path: Path) -> Optional[str]:
+    """Why `path` is not a cached index array megatron-core may open, or None if it is one.
+
+    Reads only the `.npy` header (a Python literal, never unpickled) and the file size.
+    """
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                return f"unsupported .npy version {version}"
+            offset = f.tell()
+    except (OSError, ValueError, SyntaxError) as e:
+        return f"not a .npy array file ({e})"
+    if dtype.hasobject or dtype.fields is not None or dtype.kind not in "iu":
+        return f"holds {dtype}, not integers"
+    suffix = next((k for k in sorted(_INDEX_SHAPES, key=len, reverse=True)
+                   if path.stem.endswith(k)), None)
+    if suffix is not None:
+        ndim, cols = _INDEX_SHAPES[suffix]
+        if len(shape) != ndim or (cols is not None and shape[1] != cols):
+            return f"has shape {shape}, expected {ndim} dimension(s)" + (f" x {cols}" if cols else "")
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = path.stat().st_size
+    if size != expected:
+        return f"{'truncated' if size < expected else 'oversized'}: {size} bytes, the header promises {expected}"
+    return None
+
+
+def remove_invalid_index_cache(cache_dir: Path) -> list[str]:
+    """Remove every cached index array megatron-core must not open (see `index_cache_problem`),
+    with its companions so that the dataset is rebuilt; returns the warnings given."""
+    if not cache_dir.is_dir():
+        return []
+    warnings_given = []
+    for path in sorted(cache_dir.glob("*.npy")):
+        if not path.exists():  # (a companion of one removed before)
+            continue
+        problem = index_cache_problem(path)
+        if problem is None:
+            continue
+        # files of one dataset share the "<hash>-<class>-<split>-" prefix
+        stem = path.name
+        for suffix in _INDEX_SHAPES:
+            stem = stem.replace(f"-{suffix}.npy", "-")
+        for other in cache_dir.glob(f"{glob.escape(stem)}*"):
+            other.unlink(missing_ok=True)
+        message = f"index cache {path}: {problem}; removed it, the dataset index will be rebuilt"
+        log.warning(message)
+        warnings_given.append(message)
+    return warnings_given
 
 
 def build_datasets(
@@ -158,6 +232,8 @@ def build_datasets(
     if weights is None and len(prefixes) > 1:
         weights = [float(i.tokens) for i in infos]  # a natural mix, which still honours the sizes
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else Path(prefixes[0]).parent / "index_cache"
+    remove_invalid_index_cache(cache_root / fingerprint(prefixes))
+    torch.distributed.barrier()  # no rank reads the cache while another may still be cleaning it
     config = GPTDatasetConfig(
         random_seed=seed,
         sequence_length=seq_len,

@@ -35,7 +35,8 @@ class Tokenizer:
     """
 
     def __init__(self, meta: dict[str, Any], hf=None, spm_model: bytes | None = None,
-                 engine: str = "auto", threads: int | None = None) -> None:
+                 engine: str = "auto", threads: int | None = None,
+                 segment_cache: bool = True) -> None:
         self.meta = meta
         self._hf = hf
         self._spm_model = spm_model
@@ -45,6 +46,14 @@ class Tokenizer:
         self._splitter = MorphemeSplitter() if meta["pretokenization"] == "mecab-ko" else None
         self._engine = self._make_engine()
         self._marker_id = self._find_marker_id()
+        # MeCab-ko analyses of repeated eojeols, reused when provably what MeCab would output in
+        # context (morpheme_cache.py); segment_cache=False runs MeCab on every text (the reference).
+        self._segment_cache = segment_cache
+        self._cache = None
+        if self._splitter is not None and segment_cache:
+            from hyperclova.tokenizer.morpheme_cache import MorphemeCache
+
+            self._cache = MorphemeCache(self._splitter, self._encode_marked)
 
     # -- construction ---------------------------------------------------------------------------
     def _make_engine(self):
@@ -72,13 +81,14 @@ class Tokenizer:
         # Worker processes rebuild engines from the serialised model, never share a Rust object.
         return {"meta": self.meta, "hf_json": self._hf.to_str() if self._hf else None,
                 "spm_model": self._spm_model, "engine": self._engine_choice,
-                "threads": self._threads}
+                "threads": self._threads, "segment_cache": self._segment_cache}
 
     def __setstate__(self, state: dict) -> None:
         from tokenizers import Tokenizer as HFTokenizer
 
         hf = HFTokenizer.from_str(state["hf_json"]) if state["hf_json"] else None
-        self.__init__(state["meta"], hf, state["spm_model"], state["engine"], state["threads"])
+        self.__init__(state["meta"], hf, state["spm_model"], state["engine"], state["threads"],
+                      state.get("segment_cache", True))
 
     # -- properties -----------------------------------------------------------------------------
     @property
@@ -114,6 +124,12 @@ class Tokenizer:
     def engine_name(self) -> str:
         return type(self._engine).__name__
 
+    @property
+    def segment_cache_stats(self) -> dict | None:
+        """What the morpheme cache did so far (None without one): eojeols certified from the
+        cache, encoded from MeCab windows, chunks sent to MeCab whole, eojeols analysed."""
+        return self._cache.stats.as_dict() if self._cache is not None else None
+
     # -- encoding -------------------------------------------------------------------------------
     def normalize(self, text: str) -> str:
         if self.meta.get("normalization", "none") == "nfc":
@@ -142,18 +158,27 @@ class Tokenizer:
             texts = [self.normalize(t) for t in texts]
         if self._splitter is None:
             return self._engine.encode_batch(texts)
-        # Fast path: MeCab writes MARKER between segments, the engine isolates MARKER as its own
-        # pre-token, and its id is dropped. Texts containing MARKER themselves go segment by segment.
+        # MeCab writes MARKER between segments, the engine isolates MARKER as its own pre-token,
+        # and its id is dropped. Texts containing MARKER themselves go segment by segment.
         out: list[list[int] | None] = [None] * len(texts)
         fast_idx = [i for i, t in enumerate(texts) if MARKER not in t]
-        marked = [self._splitter.mark(texts[i]) for i in fast_idx]
-        mid = self._marker_id
-        for i, ids in zip(fast_idx, self._engine.encode_batch(marked)):
-            out[i] = [t for t in ids if t != mid]
+        if self._cache is not None:
+            for i, ids in zip(fast_idx, self._cache.encode_batch([texts[i] for i in fast_idx])):
+                out[i] = ids
+        else:
+            marked = [self._splitter.mark(texts[i]) for i in fast_idx]
+            mid = self._marker_id
+            for i, ids in zip(fast_idx, self._engine.encode_batch(marked)):
+                out[i] = [t for t in ids if t != mid]
         for i, t in enumerate(texts):
             if out[i] is None:
                 out[i] = self._engine.encode_pretokenized(self._splitter.segments(t))
         return out  # type: ignore[return-value]
+
+    def _encode_marked(self, marked: str) -> list[int]:
+        """Ids of morpheme segments joined by MARKER, the marker ids dropped."""
+        mid = self._marker_id
+        return [t for t in self._engine.encode_batch([marked])[0] if t != mid]
 
     def decode(self, ids: Iterable[int]) -> str:
         if hasattr(ids, "tolist"):
@@ -185,8 +210,9 @@ class Tokenizer:
 
     @classmethod
     def load(cls, directory: str | os.PathLike, engine: str = "auto",
-             threads: int | None = None) -> "Tokenizer":
-        return load_tokenizer(directory, engine=engine, threads=threads)
+             threads: int | None = None, segment_cache: bool = True) -> "Tokenizer":
+        return load_tokenizer(directory, engine=engine, threads=threads,
+                              segment_cache=segment_cache)
 
 
 def _raise_for_bad_text(texts: list[str], err: Exception) -> None:
@@ -204,8 +230,10 @@ def _raise_for_bad_text(texts: list[str], err: Exception) -> None:
 
 
 def load_tokenizer(directory: str | os.PathLike, engine: str = "auto",
-                   threads: int | None = None) -> Tokenizer:
-    """Load a tokenizer directory. engine: 'auto' (fast when verified), 'hf' or 'tiktoken'."""
+                   threads: int | None = None, segment_cache: bool = True) -> Tokenizer:
+    """Load a tokenizer directory. engine: 'auto' (fast when verified), 'hf' or 'tiktoken'.
+    segment_cache=False runs MeCab-ko on every text instead of reusing proven eojeol analyses
+    (same ids, slower on a corpus; the reference the cache is tested against)."""
     d = Path(directory)
     if not d.is_dir():
         raise UserError(f"tokenizer directory {str(d)!r} does not exist")
@@ -237,7 +265,7 @@ def load_tokenizer(directory: str | os.PathLike, engine: str = "auto",
         except Exception as e:  # tokenizers raises a bare Exception on bad JSON
             raise UserError(f"{path}: not a valid HF tokenizers file ({e})") from e
     try:
-        return Tokenizer(meta, hf, spm_model, engine, threads)
+        return Tokenizer(meta, hf, spm_model, engine, threads, segment_cache)
     except RuntimeError as e:
         raise UserError(f"{d}: could not build the tokenizer ({e})") from e
 

@@ -11,6 +11,8 @@ morpheme split. It is GPT-2's pattern with three changes, each for a reason:
 """
 from __future__ import annotations
 
+from hyperclova.corpus.pii import PLACEHOLDER_TYPES
+
 # Unicode White_Space, written out so both regex engines see the same set.
 WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 MARKER = "\x1f"  # ASCII unit separator: a control character real text almost never contains
@@ -35,9 +37,9 @@ PATTERN = "|".join(
 EOD = "<|endoftext|>"
 PAD = "<|pad|>"
 UNK = "<|unk|>"
-# Placeholders the corpus cleaner substitutes for personal data (resident registration number,
-# phone, e-mail, card/account numbers, URLs); reserving them keeps ids stable across retraining.
-PII_TOKENS = ("<|rrn|>", "<|phone|>", "<|email|>", "<|card|>", "<|account|>", "<|url|>")
+# Placeholders the corpus cleaner substitutes for personal data (hyperclova/corpus/pii.py), one
+# special token each; the list only grows at its end, so ids stay stable across retraining.
+PII_TOKENS = tuple(f"<|{kind}|>" for kind in PLACEHOLDER_TYPES)
 DEFAULT_RESERVED = 8
 
 

@@ -100,7 +100,7 @@ def train_tokenizer(files, output_dir: str, type: str = "morpheme-bbpe",
             **({"spm_model_type": spm_model_type} if type == "spm" else {}),
         },
     }
-    tok = Tokenizer(meta, hf, spm_model, engine="hf")
+    tok = Tokenizer(meta, hf, spm_model, engine="hf", segment_cache=False)
     _check_special_ids(tok, specials)
     if type in BYTE_LEVEL_TYPES:
         meta["fast_engine"] = fast_engine_matches(tok, held_out) == 0
@@ -279,7 +279,7 @@ def _check_special_ids(tok: Tokenizer, specials: list[str]) -> None:
 def fast_engine_matches(tok: Tokenizer, docs: list[str]) -> int:
     """Number of mismatches between the HF reference and the tiktoken engine on `docs` and on the
     text of every vocabulary entry (0 means the fast engine may be used)."""
-    fast = Tokenizer(tok.meta, tok.hf_tokenizer, engine="tiktoken")
+    fast = Tokenizer(tok.meta, tok.hf_tokenizer, engine="tiktoken", segment_cache=False)
     vocab_texts = []
     for i in range(len(tok.special_tokens), tok.vocab_size):
         try:

@@ -176,9 +176,24 @@ def test_flag_action_keeps_and_records(tmp_path):
 
 @pytest.mark.parametrize("text,needle", [
     ("steps:\n  - lenght: {}\n", "unknown step 'lenght'"),
-    ("steps:\n  - length: {min_char: 3}\n", "unknown key(s) ['min_char']"),
+    ("steps:\n  - length: {min_char: 3}\n", "steps[0].length.min_char' (did you mean 'min_chars'?)"),
     ("steps:\n  - exact_dedup: {}\n  - length: {}\n  - near_dedup: {}\n", "must be adjacent"),
     ("steps: [\n", "invalid YAML"),
+    # wrong types and choices: the checks run configs get (hyperclova.config.from_dict)
+    ("steps:\n  - length: {min_chars: ten}\n", "steps[0].length.min_chars: expected an integer, got 'ten'"),
+    ("steps:\n  - normalize: {form: 5}\n", "steps[0].normalize.form: 5 is not one of"),
+    ("steps:\n  - normalize: {strip_html: maybe}\n", "strip_html: expected true/false"),
+    ("steps:\n  - spam: {action: delete}\n", "steps[0].spam.action: 'delete' is not one of ['drop', 'flag']"),
+    ("steps:\n  - profanity: {words: [a]}\n", "unknown config key"),
+    ("steps:\n  - pii: {salt: s, types: email}\n", "steps[0].pii.types: expected a list"),
+    ("steps:\n  - pii: {salt: s, types: [emial]}\n", "steps[0].pii.types[0]: 'emial' is not one of"),
+    ("steps:\n  - near_dedup: {unit: word}\n", "near_dedup.unit: 'word' is not one of"),
+    ("steps:\n  - near_dedup: {bands: [16]}\n", "near_dedup.bands: expected an integer"),
+    ("steps:\n  - exact_dedup: {by: text}\n", "exact_dedup.by"),
+    ("tasks_mb: 3\nsteps: []\n", "did you mean 'task_mb'"),
+    ("task_mb: big\nsteps: []\n", "task_mb: expected a number"),
+    ("task_mb: 3\n", "steps: missing"),
+    ("steps: {length: {}}\n", "steps: expected a list"),
 ])
 def test_bad_recipe_names_the_problem(tmp_path, text, needle):
     recipe = tmp_path / "r.yaml"

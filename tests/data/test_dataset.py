@@ -141,3 +141,71 @@ def test_preprocessed_corpus_trains(process_group, corpus_and_tokenizer, tmp_pat
     eod = load_tokenizer(tok_dir).eod_id
     assert int((batch["tokens"] == eod).sum()) > 0  # documents are packed across EOD
     assert int(batch["tokens"].max()) < 600 and valid is not None
+
+
+class _PlantsMarker:
+    """Unpickling this creates `path`: the proof that a cache file ran code."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _train_tokens(cfg):
+    train, _ = build_datasets(cfg, SEQ, seed=3, train_samples=40, valid_samples=0)
+    return torch.stack([train[i]["tokens"] for i in range(40)])
+
+
+def test_hostile_index_cache_is_rebuilt_not_run(process_group, shard_factory, tmp_path, caplog):
+    import pickle
+
+    news, blog = corpus_pair(shard_factory)
+    cfg = DataConfig(blend=[1, news, 2, blog], split="1", cache_dir=str(tmp_path / "cache"))
+    expected = _train_tokens(cfg)
+    cached = sorted((tmp_path / "cache").rglob("*.npy"))
+    assert {p.name.split("-")[-1] for p in cached} >= {"document_index.npy", "sample_index.npy",
+                                                        "shuffle_index.npy", "dataset_index.npy"}
+    marker = tmp_path / "pwned"
+    for path in cached:  # what an attacker with write access to a shared data directory plants
+        path.write_bytes(pickle.dumps(_PlantsMarker(marker)))
+    caplog.set_level("WARNING", logger="hyperclova.data.dataset")
+    assert torch.equal(_train_tokens(cfg), expected)
+    assert not marker.exists()
+    datasets = {p.name.rsplit("-", 1)[0] for p in cached}  # one warning per cached dataset
+    assert sum("not a .npy array file" in r.getMessage() for r in caplog.records) == len(datasets)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "object_dtype", "float_dtype", "wrong_shape"])
+def test_damaged_index_cache_is_rebuilt_with_a_warning(process_group, shard_factory, tmp_path, caplog, damage):
+    from hyperclova.data.dataset import index_cache_problem
+
+    prefix = shard_factory("one", random_docs(200, 1, 500, seed=4))
+    cfg = DataConfig(blend=[prefix], split="1", cache_dir=str(tmp_path / "cache"))
+    expected = _train_tokens(cfg)
+    path = next((tmp_path / "cache").rglob("*-sample_index.npy"))
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:-7])
+    elif damage == "object_dtype":
+        np.save(path, np.array([object()] * 4, dtype=object), allow_pickle=True)
+    elif damage == "float_dtype":
+        np.save(path, np.zeros((5, 2)))
+    else:
+        np.save(path, np.zeros(10, dtype=np.int64))
+    assert index_cache_problem(path) is not None
+    caplog.set_level("WARNING", logger="hyperclova.data.dataset")
+    assert torch.equal(_train_tokens(cfg), expected)
+    assert any("the dataset index will be rebuilt" in r.getMessage() for r in caplog.records)
+    assert all(index_cache_problem(p) is None for p in (tmp_path / "cache").rglob("*.npy"))
+
+
+def test_token_ids_beyond_the_model_vocabulary_without_a_tokenizer(process_group, shard_factory, tmp_path):
+    prefix = shard_factory("wide", [np.array([1, 2, 900]), np.array([3, 4, 5])])
+    cfg = DataConfig(blend=[prefix], split="1", cache_dir=str(tmp_path / "cache"))  # no data.tokenizer
+    with pytest.raises(UserError, match=r"wide_text_document\.bin contains token id 900, outside "
+                                        r"model\.vocab_size=512"):
+        build_datasets(cfg, 4, 1, 2, 0, model_vocab_size=512)
+    os.remove(prefix + ".meta.json")  # a shard from elsewhere: the .bin is scanned instead
+    with pytest.raises(UserError, match="token id 900"):
+        build_datasets(cfg, 4, 1, 2, 0, model_vocab_size=512)

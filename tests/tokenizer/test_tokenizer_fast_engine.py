@@ -15,7 +15,7 @@ BYTE_LEVEL = ["morpheme-bbpe", "bbpe"]
 
 @pytest.fixture(scope="module")
 def pairs(tokenizer_dirs):
-    return {k: (load_tokenizer(tokenizer_dirs[k], engine="hf"),
+    return {k: (load_tokenizer(tokenizer_dirs[k], engine="hf", segment_cache=False),
                 load_tokenizer(tokenizer_dirs[k], engine="tiktoken")) for k in BYTE_LEVEL}
 
 
