@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["hyperclova", "hyperclova.*"]),
-    package_data={"hyperclova": ["corpus/data/*", "corpus/data/**/*"]},
+    package_data={"hyperclova": ["corpus/data/*", "corpus/data/**/*", "serve/studio/*"]},
     install_requires=[
         # torch is not pinned: any build >= 2.6 works, so GPU users keep their CUDA build and CPU
         # machines are not forced into a multi-GB download (the Makefile installs a CPU wheel).
@@ -28,7 +28,12 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout", "hypothesis", "transformers>=4.40"],
+        # Tests: the official openai client against the server, selenium driving the distribution's
+        # chromium (+ chromium-driver) for the playground, lm-eval scoring through the server.
+        "dev": ["pytest", "pytest-timeout", "hypothesis", "transformers>=4.40", "openai>=1.0",
+                "selenium>=4.10", "lm_eval>=0.4.5"],
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "prometheus_client>=0.20", "bm25s>=0.2",
+                  "jinja2>=3.1"],
         "mpi": ["mpi4py", "mpich"],
         "ray": ["ray"],
     },
