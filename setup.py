@@ -31,7 +31,7 @@ setup(
         # Tests: the official openai client against the server, selenium driving the distribution's
         # chromium (+ chromium-driver) for the playground, lm-eval scoring through the server.
         "dev": ["pytest", "pytest-timeout", "hypothesis", "transformers>=4.40", "openai>=1.0",
-                "selenium>=4.10", "lm_eval>=0.4.5"],
+                "selenium>=4.10", "lm_eval[api]>=0.4.5"],
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "prometheus_client>=0.20", "bm25s>=0.2",
                   "jinja2>=3.1"],
         "mpi": ["mpi4py", "mpich"],

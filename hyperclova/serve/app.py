@@ -31,7 +31,7 @@ log = logging.getLogger("hyperclova.serve")
 PROTECTED_PREFIXES = ("/v1/", "/tokenize", "/detokenize", "/tokenizer_info")
 KNOWN_PATHS = ("/", "/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions",
                "/v1/tokenize", "/v1/detokenize", "/tokenize", "/detokenize", "/tokenizer_info",
-               "/v1/studio/config")
+               "/studio/config")
 
 
 class BodyTooLarge(Exception):
@@ -244,7 +244,7 @@ def create_app(server: Server) -> FastAPI:
                 "chat_template": server.chat.source, "model_max_length": server.max_len,
                 "vocab_size": t.vocab_size}
 
-    @app.get("/v1/studio/config")
+    @app.get("/studio/config")
     async def studio_config():
         return {"model": server.model_name, "max_model_len": server.max_len,
                 "limits": {"max_tokens": server.limits.max_tokens, "max_n": server.limits.max_n,

@@ -333,7 +333,7 @@ function showTab(id) {
 
 async function loadConfig() {
   try {
-    const res = await fetch("/v1/studio/config");
+    const res = await fetch("/studio/config");
     const cfg = (state.config = await res.json());
     $("model-info").textContent = `${cfg.model} · context ${cfg.max_model_len} · ${cfg.tokenizer}` +
       (cfg.filters ? " · filters on" : "");
