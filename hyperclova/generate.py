@@ -94,35 +94,42 @@ def never_generated_ids(tok) -> tuple[int, ...]:
     return tuple(sorted(ids))
 
 
+# Ids the top-k/top-p filters examine before widening (see _top_k_top_p).
+FILTER_CANDIDATES = 64
+
+
 def _column(rows: Sequence[Sampling], field: str, device, dtype=torch.float32) -> torch.Tensor:
     return torch.tensor([getattr(r, field) for r in rows], dtype=dtype, device=device)[:, None]
 
 
-def _banned(rows: Sequence[Sampling], vocab: int, device) -> torch.Tensor | None:
-    """(B, V) or (1, V) boolean of ids no row may generate (rows usually share one rule)."""
-    rules = {(r.vocab_limit, r.suppress_ids) for r in rows}
-    if rules == {(None, ())}:
+def _banned(rows: Sequence[Sampling], vocab: int, device, cache: dict | None) -> torch.Tensor | None:
+    """(B, V) or (1, V) boolean of ids no row may generate (rows usually share one rule).
+    `cache` (the caller's dict) keeps the mask of each rule across steps."""
+    rules = [(r.vocab_limit, r.suppress_ids) for r in rows]
+    if all(rule == (None, ()) for rule in rules):
         return None
-    masks = {}
-    for limit, suppress in rules:
-        m = torch.zeros(vocab, dtype=torch.bool, device=device)
-        if limit is not None:
-            m[limit:] = True
-        if suppress:
-            m[torch.tensor(suppress, device=device)] = True
-        masks[(limit, suppress)] = m
-    if len(masks) == 1:
-        return next(iter(masks.values()))[None]
-    return torch.stack([masks[(r.vocab_limit, r.suppress_ids)] for r in rows])
+    cache = {} if cache is None else cache
+    for limit, suppress in set(rules):
+        if (limit, suppress) not in cache:
+            m = torch.zeros(vocab, dtype=torch.bool, device=device)
+            if limit is not None:
+                m[limit:] = True
+            if suppress:
+                m[torch.tensor(suppress, device=device)] = True
+            cache[(limit, suppress)] = m
+    if len(set(rules)) == 1:
+        return cache[rules[0]][None]
+    return torch.stack([cache[rule] for rule in rules])
 
 
 def adjust_logits(logits: torch.Tensor, rows: Sequence[Sampling], counts: torch.Tensor | None = None,
-                  seen: torch.Tensor | None = None) -> torch.Tensor:
+                  seen: torch.Tensor | None = None, mask_cache: dict | None = None) -> torch.Tensor:
     """fp32 logits (B, V) that greedy and sampled picks choose from: banned ids at -inf, then
     penalties. counts: (B, V) occurrences among each row's generated tokens; seen: (B, V) bool,
-    the ids in each row's prompt or output (both only needed when a row has penalties)."""
+    the ids in each row's prompt or output (both only needed when a row has penalties).
+    mask_cache: a dict the caller keeps across steps, so banned-id masks are built once."""
     x = logits.float()
-    banned = _banned(rows, x.size(-1), x.device)
+    banned = _banned(rows, x.size(-1), x.device, mask_cache)
     if any(r.has_penalties for r in rows):
         if counts is None or seen is None:
             raise ValueError("penalties need the token counts of each row")
@@ -140,18 +147,42 @@ def filter_logits(x: torch.Tensor, rows: Sequence[Sampling]) -> torch.Tensor:
     dropped ids at -inf. Ids keep their places, so a row samples the same whatever its
     neighbours filter."""
     x = x / _column(rows, "temperature", x.device)
-    if all(r.top_k == 0 and r.top_p >= 1 for r in rows):
+    filtering = [i for i, r in enumerate(rows) if r.top_k > 0 or r.top_p < 1]
+    if not filtering:
         return x
+    sub = [rows[i] for i in filtering]
+    idx = torch.tensor(filtering, device=x.device)
+    out = x.clone()
+    out[idx] = _top_k_top_p(x[idx], sub)
+    return out
+
+
+def _top_k_top_p(x: torch.Tensor, rows: Sequence[Sampling]) -> torch.Tensor:
+    """The kept logits of rows that filter. A full sort of a 64k vocabulary costs more than a
+    small model's decode step, so the best FILTER_CANDIDATES ids are looked at first (a partial
+    sort) and the search widens only while some row's nucleus reaches past them."""
     V = x.size(-1)
-    vals, order = x.sort(-1, descending=True)
-    k = torch.tensor([r.top_k if r.top_k > 0 else V for r in rows], device=x.device)[:, None]
-    drop = torch.arange(V, device=x.device)[None] >= k
-    if any(r.top_p < 1 for r in rows):
-        top_p = torch.tensor([r.top_p if r.top_p < 1 else math.inf for r in rows],
-                             device=x.device)[:, None]
-        p = vals.masked_fill(drop, float("-inf")).softmax(-1)
-        drop |= p.cumsum(-1) - p >= top_p  # keep the smallest set reaching top_p
-    return x.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    top_k = torch.tensor([r.top_k if r.top_k > 0 else V for r in rows], device=x.device)[:, None]
+    top_p = torch.tensor([r.top_p if r.top_p < 1 else math.inf for r in rows], device=x.device)[:, None]
+    use_p = any(r.top_p < 1 for r in rows)
+    full_norm = x.logsumexp(-1, keepdim=True) if use_p else None
+    k = min(V, max(FILTER_CANDIDATES, *(r.top_k for r in rows)))
+    while True:
+        vals, ids = x.topk(k, dim=-1)  # descending
+        drop = torch.arange(k, device=x.device)[None] >= top_k
+        complete = top_k <= k
+        if use_p:
+            # probabilities within the top-k set (whole vocabulary for rows without top-k)
+            norm = torch.where(complete, vals.masked_fill(drop, float("-inf")).logsumexp(-1, keepdim=True),
+                               full_norm)
+            p = (vals - norm).exp().masked_fill(drop, 0.0)
+            cum = p.cumsum(-1)
+            drop |= cum - p >= top_p  # keep the smallest set reaching top_p
+            complete |= cum[:, -1:] >= top_p
+        if k == V or bool(complete.all()):
+            break
+        k = min(V, 8 * k)
+    return torch.full_like(x, float("-inf")).scatter(-1, ids, vals.masked_fill(drop, float("-inf")))
 
 
 def pick_tokens(x: torch.Tensor, rows: Sequence[Sampling], uniforms: torch.Tensor | None) -> torch.Tensor:
@@ -218,6 +249,7 @@ def generate(model: GPT, prompts: list[list[int]], s: Sampling, use_cache: bool 
         valid[i, L - len(p):L] = True
     positions = (valid.long().cumsum(1) - 1).clamp(min=0)
     rows = [s] * B
+    masks: dict = {}
     counts = seen = None
     if s.has_penalties:
         counts = torch.zeros(B, cfg.vocab_size, device=device)
@@ -235,7 +267,7 @@ def generate(model: GPT, prompts: list[list[int]], s: Sampling, use_cache: bool 
         start = cur - 1 if (use_cache and cur > L) else 0
         logits = model(seq[:, start:cur], positions[:, start:cur],
                        _mask(valid[:, :cur], cur - start), caches, start)
-        x = adjust_logits(logits[:, -1], rows, counts, seen)
+        x = adjust_logits(logits[:, -1], rows, counts, seen, masks)
         nxt = pick_tokens(x, rows, uniforms(generator, B) if s.temperature > 0 else None)
         if s.eod_id is not None:
             nxt = torch.where(finished, torch.full_like(nxt, s.eod_id), nxt)

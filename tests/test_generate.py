@@ -141,3 +141,23 @@ def test_bad_sampling_arguments_name_the_field(field, value, message):
         Sampling(**{field: value}).check()
     with pytest.raises(UserError, match="--top-p"):
         Sampling(top_p=0.0).check({"top_p": "--top-p"})
+
+
+def test_partial_sort_filters_equal_a_full_sort():
+    """The filters widen their candidate set until every row's nucleus is inside it: the kept ids
+    equal a plain full-sort reference, for peaked and for flat (widening) distributions."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.cat([torch.randn(6, 3000, generator=g) * 8, torch.randn(6, 3000, generator=g) * 0.05])
+    rows = [Sampling(temperature=t, top_k=k, top_p=p) for t, k, p in
+            [(1.0, 0, 0.9), (0.7, 40, 1.0), (1.3, 200, 0.5), (1.0, 0, 0.99), (1.0, 1, 1.0), (1.0, 0, 1.0)] * 2]
+    got = filter_logits(logits, rows).isfinite()
+    for i, s in enumerate(rows):
+        x = logits[i] / s.temperature
+        vals, order = x.sort(descending=True)
+        drop = torch.arange(3000) >= (s.top_k or 3000)
+        if s.top_p < 1:
+            p = vals.masked_fill(drop, float("-inf")).softmax(-1)
+            drop |= p.cumsum(-1) - p >= s.top_p
+        want = torch.ones(3000, dtype=torch.bool)
+        want[order[drop]] = False
+        assert torch.equal(got[i], want), (i, s)

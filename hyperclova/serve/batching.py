@@ -142,6 +142,8 @@ class BatchEngine:
         self.iterations = 0
         self.cancelled = 0  # sequences dropped because their client went away
         self.peak_batch = 0  # the largest decode batch so far
+        self.shifts = 0  # times the column timeline was shifted left
+        self._masks: dict = {}  # banned-id masks by rule (hyperclova.generate.adjust_logits)
         self._thread = threading.Thread(target=self._loop, name="hyperclova-engine", daemon=True)
 
     # -- the API side ---------------------------------------------------------------------------
@@ -306,6 +308,7 @@ class BatchEngine:
         sl = self.slots
         if sl.cur == sl.columns:
             shift = sl.shift_left(len(self.running))
+            self.shifts += 1
             for s in self.running:
                 s.start_col -= shift
         B, cur = len(self.running), sl.cur
@@ -327,7 +330,7 @@ class BatchEngine:
         seqs = self.running[first_row:]
         rows = slice(first_row, first_row + len(seqs))
         params = [s.sampling for s in seqs]
-        x = adjust_logits(logits, params, self.slots.counts[rows], self.slots.seen[rows])
+        x = adjust_logits(logits, params, self.slots.counts[rows], self.slots.seen[rows], self._masks)
         u = torch.tensor([torch.rand(1, generator=s.generator).item() if p.temperature > 0 else 0.0
                           for s, p in zip(seqs, params)])
         nxt = pick_tokens(x, params, u)

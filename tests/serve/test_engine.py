@@ -70,7 +70,7 @@ def test_engine_matches_generate(model, tokenizer, monkeypatch, case):
     assert got == want
     assert engine.peak_batch >= 2
     if case == "chunked_prefill_and_shifts":
-        assert engine.iterations > 2 * engine.max_len  # the timeline did shift
+        assert engine.shifts >= 1
 
 
 def test_seeded_sampling_is_batch_independent(model, tokenizer):
