@@ -86,15 +86,14 @@ class KnowledgeBase:
         docs, scores = self._bm25.retrieve([self._terms(query)], k=k, show_progress=False)
         return [(self.passages[int(d)], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
 
-    def inject(self, prompt: str, k: int, budget_tokens: int, count_tokens) -> tuple[str, list[dict]]:
-        """The prompt with up to k passages before it, within budget_tokens; and what was used."""
+    def block(self, query: str, k: int, budget_tokens: int, count_tokens) -> tuple[str, list[dict]]:
+        """The text to put before a prompt: up to k passages for `query` within budget_tokens
+        ("" when none fits), and a description of the passages used."""
         used, block = [], HEADER
-        for p, score in self.search(prompt, k):
+        for p, score in self.search(query, k):
             line = f"- {p.text}\n"
             if count_tokens(block + line) > budget_tokens:
                 break
             block += line
             used.append({"id": p.id, "source": p.source, "score": round(score, 4), "text": p.text})
-        if not used:
-            return prompt, []
-        return f"{block}\n{prompt}", used
+        return (block + "\n", used) if used else ("", [])

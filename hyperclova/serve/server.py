@@ -70,27 +70,36 @@ class Server:
                                 f"'{self.model_name}'", "model", "model_not_found")
 
     def _prompt_ids(self, prompt, retrieve: int, retrieve_tokens: int) -> tuple[list[int], str, list[dict]]:
-        """(ids, text, knowledge used) of one prompt given as text or as token ids."""
-        used: list[dict] = []
+        """(ids, text, knowledge used) of one completion prompt given as text or as token ids."""
         if isinstance(prompt, str):
             text = self._filter_input(prompt)
+            used: list[dict] = []
             if retrieve:
-                text, used = self.knowledge.inject(text, retrieve, retrieve_tokens,
-                                                   lambda s: len(self.tok.encode(s)))
-            ids = self.tok.encode(text) if text else [self.tok.eod_id]
-        else:
-            bad = [t for t in prompt if not 0 <= t < self.tok.vocab_size]
-            if bad:
-                raise ApiError(400, f"token id {bad[0]} is outside the vocabulary "
-                                    f"[0, {self.tok.vocab_size})", "prompt")
-            ids = list(prompt) or [self.tok.eod_id]
-            text = self.tok.decode(prompt)
-            self._filter_input(text)
+                block, used = self._knowledge_block(text, retrieve, retrieve_tokens)
+                text = block + text
+            return self._encode(text), text, used
+        bad = [t for t in prompt if not 0 <= t < self.tok.vocab_size]
+        if bad:
+            raise ApiError(400, f"token id {bad[0]} is outside the vocabulary [0, {self.tok.vocab_size})", "prompt")
+        text = self.tok.decode(prompt)
+        filtered = self._filter_input(text)
+        if retrieve or filtered != text:  # passages or masking change the text: encode it anew
+            return self._prompt_ids(filtered, retrieve, retrieve_tokens)
+        return self._check_length(list(prompt) or [self.tok.eod_id]), text, []
+
+    def _knowledge_block(self, query: str, k: int, budget: int) -> tuple[str, list[dict]]:
+        return self.knowledge.block(query, min(k, self.limits.max_retrieve), budget,
+                                    lambda s: len(self.tok.encode(s)))
+
+    def _encode(self, text: str) -> list[int]:
+        return self._check_length(self.tok.encode(text) if text else [self.tok.eod_id])
+
+    def _check_length(self, ids: list[int]) -> list[int]:
         if len(ids) >= self.max_len:
             raise ApiError(400, f"This model's maximum context length is {self.max_len} tokens; the "
                                 f"prompt has {len(ids)} tokens (at least one must be left to generate)",
                            "prompt", "context_length_exceeded")
-        return ids, text, used
+        return ids
 
     def _filter_input(self, text: str) -> str:
         if self.filters is None:
@@ -155,8 +164,7 @@ class Server:
             raise ApiError(400, "prompt must not be an empty list", "prompt")
         sampling = self._sampling(body, body.max_tokens, self.limits.default_max_tokens)
         stops = self._stops(body.stop)
-        retrieve = min(body.retrieve, self.limits.max_retrieve)
-        ids, texts, used = zip(*(self._prompt_ids(q, retrieve, body.retrieve_tokens) for q in prompts))
+        ids, texts, used = zip(*(self._prompt_ids(q, body.retrieve, body.retrieve_tokens) for q in prompts))
         prompt_lp = body.logprobs if body.echo and body.logprobs is not None else None
         return self._prepared("completion", body, list(ids), list(texts), list(used), n, sampling,
                               stops, body.logprobs, prompt_lp)
@@ -177,13 +185,11 @@ class Server:
         except ValueError as e:
             raise ApiError(400, str(e), "messages") from None
         query = next((m["content"] for m in reversed(messages) if m["role"] == "user"), prompt)
-        used: list[dict] = []
-        text = self._filter_input(prompt)
+        text, used = self._filter_input(prompt), []
         if body.retrieve:
-            block, used = self.knowledge.inject(query, min(body.retrieve, self.limits.max_retrieve),
-                                                body.retrieve_tokens, lambda s: len(self.tok.encode(s)))
-            text = block[: len(block) - len(query)] + text if used else text
-        ids, _, _ = self._prompt_ids(self.tok.encode(text) or [self.tok.eod_id], 0, 1)
+            block, used = self._knowledge_block(query, body.retrieve, body.retrieve_tokens)
+            text = block + text
+        ids = self._encode(text)
         return self._prepared("chat", body, [ids], [text], [used], n, sampling, stops,
                               top if body.logprobs else None, None)
 
