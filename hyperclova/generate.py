@@ -7,7 +7,7 @@ that hides its padding, so a prompt decodes the same alone or in a batch. Greedy
 the cache gives the same tokens as recomputing the whole sequence at every step.
 
 This module is the one implementation of sampling: `generate` below and the serving engine
-(`hyperclova.serve.engine`) both pick tokens with `adjust_logits` + `pick_tokens`, row by row with
+(`hyperclova.serve.batching`) both pick tokens with `adjust_logits` + `pick_tokens`, row by row with
 each row's own `Sampling`, drawing one uniform number per sampled token from the caller's
 generator(s), so a seeded request gives the same tokens alone or in any batch.
 """

@@ -7,6 +7,7 @@ as vLLM names them (lm-evaluation-harness's remote tokenizer uses these); `/heal
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -138,6 +139,7 @@ def _sse(server: Server, prep):
 def create_app(server: Server) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app):
+        server.attach_loop(asyncio.get_running_loop())
         server.engine.start()
         yield
         server.engine.close()
@@ -259,8 +261,6 @@ def create_app(server: Server) -> FastAPI:
 async def _until_done_or_gone(request: Request, work):
     """Await a whole response; if the client disconnects first, stop (the sequences are cancelled
     when `work` is cancelled) instead of generating for nobody."""
-    import asyncio
-
     task = asyncio.ensure_future(work)
     try:
         while True:

@@ -124,7 +124,10 @@ class KVSlots:
 class BatchEngine:
     def __init__(self, model: GPT, vocab_limit: int, max_batch: int = 16, max_queue: int = 256,
                  max_len: int | None = None, prefill_tokens: int = 4096, policy: str = "continuous",
-                 static_wait_s: float = 0.05):
+                 static_wait_s: float = 0.05, deliver: Callable[[list], None] | None = None):
+        """`deliver` receives each iteration's (sequence, event) pairs at once, on the engine
+        thread; the server hands them to its event loop in one call. By default each sequence's
+        `emit` is called directly."""
         if policy not in ("continuous", "static"):
             raise ValueError(f"policy must be 'continuous' or 'static', got {policy!r}")
         self.model = model.eval()
@@ -144,6 +147,8 @@ class BatchEngine:
         self.peak_batch = 0  # the largest decode batch so far
         self.shifts = 0  # times the column timeline was shifted left
         self._masks: dict = {}  # banned-id masks by rule (hyperclova.generate.adjust_logits)
+        self.deliver = deliver or deliver_each
+        self._outbox: list[tuple[SeqRequest, Event]] = []
         self._thread = threading.Thread(target=self._loop, name="hyperclova-engine", daemon=True)
 
     # -- the API side ---------------------------------------------------------------------------
@@ -197,6 +202,7 @@ class BatchEngine:
             except Exception as e:  # a bug or an out-of-memory must not take the server down
                 log.exception("engine iteration failed")
                 self._fail_all(joiners, f"{type(e).__name__}: {e}")
+            self._flush()
 
     def _admit(self) -> list[SeqRequest]:
         """Called with the lock held: pick queued sequences to prefill in this iteration; wait
@@ -229,11 +235,17 @@ class BatchEngine:
 
     def _emit(self, s: SeqRequest, ev: Event) -> None:
         ev.time = time.perf_counter()
-        try:
-            s.emit(ev)
-        except Exception:  # a listener that is gone must not stop the engine
-            log.exception("emit failed")
-            s.cancelled = True
+        self._outbox.append((s, ev))
+
+    def _flush(self) -> None:
+        if self._outbox:
+            items, self._outbox = self._outbox, []
+            try:
+                self.deliver(items)
+            except Exception:  # a listener that is gone must not stop the engine
+                log.exception("delivering events failed")
+                for s, _ in items:
+                    s.cancelled = True
 
     def _fail_all(self, joiners: list[SeqRequest], msg: str) -> None:
         for s in {id(s): s for s in self.running + joiners}.values():
@@ -366,6 +378,16 @@ class BatchEngine:
                 done.append(first_row + j)
         for i in sorted(done, reverse=True):
             self._remove(i)
+
+
+def deliver_each(items: list[tuple[SeqRequest, Event]]) -> None:
+    """Hand each event to its sequence's `emit` (a failing listener cancels its sequence)."""
+    for s, ev in items:
+        try:
+            s.emit(ev)
+        except Exception:
+            log.exception("emit failed")
+            s.cancelled = True
 
 
 def _top(lp: torch.Tensor, n: int) -> list[list[tuple[int, float]]]:

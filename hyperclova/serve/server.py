@@ -18,7 +18,7 @@ import torch
 
 from hyperclova.errors import UserError
 from hyperclova.generate import Sampling
-from hyperclova.serve.batching import BatchEngine, Event, QueueFull, SeqRequest, TokenInfo
+from hyperclova.serve.batching import BatchEngine, Event, QueueFull, SeqRequest, TokenInfo, deliver_each
 from hyperclova.serve.filters import FilterTripped
 from hyperclova.serve.protocol import ApiError, ChatRequest, CompletionRequest
 from hyperclova.serve.text import TextStream, token_text
@@ -62,6 +62,10 @@ class Server:
         self.filters, self.knowledge, self.chat, self.metrics = filters, knowledge, chat, metrics
         self.api_keys = api_keys
         self.max_len = engine.max_len
+
+    def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Engine events reach requests on `loop`: one thread-safe call per engine iteration."""
+        self.engine.deliver = lambda items: loop.call_soon_threadsafe(deliver_each, items)
 
     # -- validation -----------------------------------------------------------------------------
     def check_model(self, name: str | None) -> None:
@@ -209,10 +213,9 @@ class Server:
     async def events(self, prep: Prepared) -> AsyncIterator[tuple[int, Event]]:
         """Submit the sequences and yield (sequence index, event) until all have finished; the
         sequences are cancelled if the consumer stops early (client gone)."""
-        loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
-        for i, s in enumerate(prep.seqs):
-            s.emit = lambda ev, i=i: loop.call_soon_threadsafe(queue.put_nowait, (i, ev))
+        for i, s in enumerate(prep.seqs):  # called on this event loop (see attach_loop)
+            s.emit = lambda ev, i=i: queue.put_nowait((i, ev))
         try:
             self.engine.submit(prep.seqs)
         except QueueFull as e:
