@@ -49,7 +49,7 @@ def parse_args(argv):
     p.add_argument("--knowledge-json-keys", nargs="+", default=["text"])
     p.add_argument("--chat-template", help="Jinja chat template file (default: docs/serve.md)")
     p.add_argument("--chat-stop", action="append", help="stop string of the chat template (repeatable)")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug", "trace"))
     args = p.parse_args(argv)
     for flag in ("max_batch", "max_queue", "max_tokens", "max_n", "max_body_bytes", "prefill_tokens"):
         if getattr(args, flag) < 1:
@@ -117,7 +117,8 @@ def build_server(args):
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    level = "DEBUG" if args.log_level == "trace" else args.log_level.upper()  # trace: uvicorn's own
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     server, device, dtype = build_server(args)
     import uvicorn
 

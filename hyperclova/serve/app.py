@@ -124,25 +124,39 @@ async def _parse(request: Request, model: type[BaseModel]):
 _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "function-after", "literal"}
 
 
-def _sse(server: Server, prep):
-    async def gen():
-        try:
-            async for chunk in server.stream(prep):
-                yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
-            yield "data: [DONE]\n\n"
-        finally:  # the client went away mid-stream: its sequences leave the batch now
-            server.engine.cancel(prep.seqs)
-    return StreamingResponse(gen(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+class _EventStream(StreamingResponse):
+    """Server-sent events that cancel their sequences as soon as the client disconnects.
+
+    Starlette notices the disconnect in a sibling task and cancels the streaming task, but a task
+    that the engine wakes at every iteration is rarely idle when that cancellation is attempted;
+    cancelling the sequences first stops the wake-ups, and the stream ends at once."""
+
+    def __init__(self, server: Server, prep):
+        self._cancel = lambda: server.engine.cancel(prep.seqs)
+
+        async def frames():
+            try:
+                async for chunk in server.stream(prep):
+                    yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+                yield "data: [DONE]\n\n"
+            finally:
+                self._cancel()
+
+        super().__init__(frames(), media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def listen_for_disconnect(self, receive) -> None:
+        await super().listen_for_disconnect(receive)
+        self._cancel()
 
 
 def create_app(server: Server) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app):
-        server.attach_loop(asyncio.get_running_loop())
-        server.engine.start()
+        engine = asyncio.create_task(server.engine.serve_forever())
         yield
         server.engine.close()
+        await engine
 
     app = FastAPI(title="hyperclova", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
@@ -199,7 +213,7 @@ def create_app(server: Server) -> FastAPI:
         body = await _parse(request, CompletionRequest)
         prep = server.prepare_completion(body)
         if body.stream:
-            return _sse(server, prep)
+            return _EventStream(server, prep)
         return await _until_done_or_gone(request, server.complete(prep))
 
     @app.post("/v1/chat/completions")
@@ -207,7 +221,7 @@ def create_app(server: Server) -> FastAPI:
         body = await _parse(request, ChatRequest)
         prep = server.prepare_chat(body)
         if body.stream:
-            return _sse(server, prep)
+            return _EventStream(server, prep)
         return await _until_done_or_gone(request, server.complete(prep))
 
     async def tokenize(request: Request):

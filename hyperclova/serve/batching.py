@@ -1,4 +1,5 @@
-"""The continuous-batching engine: one thread owns the model and schedules every iteration.
+"""The continuous-batching engine: one driver owns the model and schedules every iteration (in
+the server, a task on its event loop; in-process, a thread of its own).
 
 Iteration-level scheduling (Orca, vLLM): at each iteration the engine admits queued requests
 while there are free sequence slots, prefills them (prompt through the model into their KV slots,
@@ -23,6 +24,7 @@ gives the same tokens alone or in any batch, and a greedy one the tokens of
 """
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import threading
@@ -124,10 +126,7 @@ class KVSlots:
 class BatchEngine:
     def __init__(self, model: GPT, vocab_limit: int, max_batch: int = 16, max_queue: int = 256,
                  max_len: int | None = None, prefill_tokens: int = 4096, policy: str = "continuous",
-                 static_wait_s: float = 0.05, deliver: Callable[[list], None] | None = None):
-        """`deliver` receives each iteration's (sequence, event) pairs at once, on the engine
-        thread; the server hands them to its event loop in one call. By default each sequence's
-        `emit` is called directly."""
+                 static_wait_s: float = 0.05):
         if policy not in ("continuous", "static"):
             raise ValueError(f"policy must be 'continuous' or 'static', got {policy!r}")
         self.model = model.eval()
@@ -147,21 +146,11 @@ class BatchEngine:
         self.peak_batch = 0  # the largest decode batch so far
         self.shifts = 0  # times the column timeline was shifted left
         self._masks: dict = {}  # banned-id masks by rule (hyperclova.generate.adjust_logits)
-        self.deliver = deliver or deliver_each
         self._outbox: list[tuple[SeqRequest, Event]] = []
-        self._thread = threading.Thread(target=self._loop, name="hyperclova-engine", daemon=True)
+        self._wakeup: asyncio.Event | None = None  # set by serve_forever, on its event loop
+        self._thread: threading.Thread | None = None
 
-    # -- the API side ---------------------------------------------------------------------------
-    def start(self) -> "BatchEngine":
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        with self._cv:
-            self._closing = True
-            self._cv.notify_all()
-        self._thread.join(timeout=30)
-
+    # -- what requests see ----------------------------------------------------------------------
     @property
     def queue_length(self) -> int:
         return len(self._queue)
@@ -176,76 +165,115 @@ class BatchEngine:
             if len(self._queue) + len(seqs) > self.max_queue:
                 raise QueueFull(f"the queue is full ({self.max_queue} waiting sequences); retry later")
             self._queue.extend(seqs)
-            self._cv.notify()
+            self._notify()
 
     def cancel(self, seqs: list[SeqRequest]) -> None:
         """The client went away: the sequences leave at the next iteration."""
         for s in seqs:
             s.cancelled = True
         with self._cv:
-            self._cv.notify()
+            self._notify()
 
-    # -- the engine thread ----------------------------------------------------------------------
-    def _loop(self) -> None:
-        while True:
-            with self._cv:
-                joiners = self._admit()
-                if self._closing:
-                    break
-            try:
-                self._drop_cancelled()
-                if joiners:
-                    self._prefill(joiners)
-                if self.running:
-                    self._decode()
-                self.iterations += 1
-            except Exception as e:  # a bug or an out-of-memory must not take the server down
-                log.exception("engine iteration failed")
-                self._fail_all(joiners, f"{type(e).__name__}: {e}")
-            self._flush()
+    def _notify(self) -> None:  # with the lock held
+        self._cv.notify()
+        if self._wakeup is not None:
+            self._wakeup.set()
 
-    def _admit(self) -> list[SeqRequest]:
-        """Called with the lock held: pick queued sequences to prefill in this iteration; wait
-        when there is nothing to do."""
+    # -- drivers: a thread, or a task on the server's event loop ---------------------------------
+    def start(self) -> "BatchEngine":
+        """Run iterations on a thread of their own (in-process use)."""
+        self._thread = threading.Thread(target=self._run_thread, name="hyperclova-engine", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        with self._cv:
+            self._closing = True
+            self._notify()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run_thread(self) -> None:
         while not self._closing:
-            while self._queue and self._queue[0].cancelled:
-                self._queue.popleft()
-            if self.policy == "static" and self._queue and not self.running:
+            wait = self.step()
+            if wait != 0:
+                with self._cv:
+                    if not self._closing and (wait is not None or not self._queue):
+                        self._cv.wait(wait)
+
+    async def serve_forever(self) -> None:
+        """Run iterations on the calling event loop (the server's); submit and cancel must then
+        be called on that loop too. One thread does the model and the HTTP work, an iteration at
+        a time, so the two never fight over the GIL: a separate engine thread spent much of its
+        time waiting to get it back after each torch op while the loop streamed to many clients."""
+        self._wakeup = asyncio.Event()
+        while not self._closing:
+            wait = self.step()
+            if wait == 0:
+                await asyncio.sleep(0)  # let the loop read requests and send what was produced
+                continue
+            self._wakeup.clear()
+            if self._queue and wait is None:
+                continue
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+
+    def step(self) -> float | None:
+        """One iteration. Returns 0 when it did work; otherwise how long the driver may wait
+        before trying again (None: until a submit)."""
+        with self._cv:
+            joiners, wait = self._admit()
+        if not joiners and not self.running:
+            return wait
+        try:
+            self._drop_cancelled()
+            if joiners:
+                self._prefill(joiners)
+            if self.running:
+                self._decode()
+            self.iterations += 1
+        except Exception as e:  # a bug or an out-of-memory must not take the server down
+            log.exception("engine iteration failed")
+            self._fail_all(joiners, f"{type(e).__name__}: {e}")
+        self._flush()
+        return 0.0
+
+    def _admit(self) -> tuple[list[SeqRequest], float | None]:
+        """With the lock held: the queued sequences to prefill in this iteration, and when there
+        are none and nothing runs, how long to wait (None: until a submit)."""
+        while self._queue and self._queue[0].cancelled:
+            self._queue.popleft()
+            self.cancelled += 1
+        if self.policy == "static":
+            if self.running:
+                return [], 0.0  # the baseline admits only into an empty batch
+            if self._queue:
                 waited = time.perf_counter() - self._queue[0].arrival
                 if len(self._queue) < self.max_batch and waited < self.static_wait_s:
-                    self._cv.wait(self.static_wait_s - waited)
-                    continue
-            if self.running or self._queue:
-                break
-            self._cv.wait()
-        if self.policy == "static" and self.running:
-            return []
+                    return [], self.static_wait_s - waited
         joiners, budget = [], self.prefill_tokens
         while self._queue and len(self.running) + len(joiners) < self.max_batch:
-            s = self._queue[0]
+            s = self._queue.popleft()
             if s.cancelled:
-                self._queue.popleft()
                 self.cancelled += 1
                 continue
             if joiners and len(s.prompt) > budget:
+                self._queue.appendleft(s)
                 break
-            budget -= len(self._queue.popleft().prompt)
+            budget -= len(s.prompt)
             joiners.append(s)
-        return joiners
+        return joiners, None
 
     def _emit(self, s: SeqRequest, ev: Event) -> None:
         ev.time = time.perf_counter()
         self._outbox.append((s, ev))
 
     def _flush(self) -> None:
-        if self._outbox:
-            items, self._outbox = self._outbox, []
-            try:
-                self.deliver(items)
-            except Exception:  # a listener that is gone must not stop the engine
-                log.exception("delivering events failed")
-                for s, _ in items:
-                    s.cancelled = True
+        """Hand the iteration's events over, after its tensor work (each `emit` is cheap)."""
+        items, self._outbox = self._outbox, []
+        deliver_each(items)
 
     def _fail_all(self, joiners: list[SeqRequest], msg: str) -> None:
         for s in {id(s): s for s in self.running + joiners}.values():

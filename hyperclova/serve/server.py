@@ -18,7 +18,7 @@ import torch
 
 from hyperclova.errors import UserError
 from hyperclova.generate import Sampling
-from hyperclova.serve.batching import BatchEngine, Event, QueueFull, SeqRequest, TokenInfo, deliver_each
+from hyperclova.serve.batching import BatchEngine, Event, QueueFull, SeqRequest, TokenInfo
 from hyperclova.serve.filters import FilterTripped
 from hyperclova.serve.protocol import ApiError, ChatRequest, CompletionRequest
 from hyperclova.serve.text import TextStream, token_text
@@ -62,10 +62,6 @@ class Server:
         self.filters, self.knowledge, self.chat, self.metrics = filters, knowledge, chat, metrics
         self.api_keys = api_keys
         self.max_len = engine.max_len
-
-    def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Engine events reach requests on `loop`: one thread-safe call per engine iteration."""
-        self.engine.deliver = lambda items: loop.call_soon_threadsafe(deliver_each, items)
 
     # -- validation -----------------------------------------------------------------------------
     def check_model(self, name: str | None) -> None:
@@ -214,7 +210,7 @@ class Server:
         """Submit the sequences and yield (sequence index, event) until all have finished; the
         sequences are cancelled if the consumer stops early (client gone)."""
         queue: asyncio.Queue = asyncio.Queue()
-        for i, s in enumerate(prep.seqs):  # called on this event loop (see attach_loop)
+        for i, s in enumerate(prep.seqs):  # called on this event loop (BatchEngine.serve_forever)
             s.emit = lambda ev, i=i: queue.put_nowait((i, ev))
         try:
             self.engine.submit(prep.seqs)

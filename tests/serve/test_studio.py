@@ -47,6 +47,19 @@ def wait(cond, timeout=15.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def long_output_seed(server) -> int:
+    import requests
+
+    for seed in range(20):
+        r = requests.post(server.base + "/v1/completions", timeout=60,
+                          headers={"Authorization": f"Bearer {API_KEY}"},
+                          json={"prompt": PROMPT, "max_tokens": 96, "temperature": 1.0, "seed": seed,
+                                "top_p": 0.95, "top_k": 0, "repetition_penalty": 1.0}).json()
+        if r["usage"]["completion_tokens"] >= 40:
+            return seed
+    raise AssertionError("no seed in 0..19 gives 40 tokens")
+
+
 def set_value(driver, el_id, value):
     driver.execute_script("const e = document.getElementById(arguments[0]); e.value = arguments[1];"
                           "e.dispatchEvent(new Event('input', {bubbles: true}));", el_id, value)
@@ -71,9 +84,11 @@ def test_studio_in_headless_chromium(browser, server, tokenizer, tmp_path):
     by_id("show-tokens").click()
     wait(lambda: len(d.find_elements(By.CSS_SELECTOR, "#token-view span")) == n, what="the token split")
 
-    # Generate streams into the output; Stop stops it. A slow network makes the stream last.
+    # Generate streams into the output; Stop stops it. A slow network makes the stream last; the
+    # seed is one whose output is long (asked through the API first), so it cannot end by itself.
     set_value(d, "max-tokens", "96")
     set_value(d, "temperature", "1")
+    set_value(d, "seed", str(long_output_seed(server)))
     d.set_network_conditions(offline=False, latency=5, download_throughput=400, upload_throughput=100000)
     by_id("generate").click()
     lengths = set()
