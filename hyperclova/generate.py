@@ -94,7 +94,7 @@ def never_generated_ids(tok) -> tuple[int, ...]:
     return tuple(sorted(ids))
 
 
-# Ids the top-k/top-p filters examine before widening (see _top_k_top_p).
+# Ids the top-k/top-p filters examine before widening (see _candidates).
 FILTER_CANDIDATES = 64
 
 
@@ -144,28 +144,31 @@ def adjust_logits(logits: torch.Tensor, rows: Sequence[Sampling], counts: torch.
 
 def filter_logits(x: torch.Tensor, rows: Sequence[Sampling]) -> torch.Tensor:
     """Temperature, then top-k, then top-p (on the top-k renormalised distribution), per row;
-    dropped ids at -inf. Ids keep their places, so a row samples the same whatever its
-    neighbours filter."""
+    dropped ids at -inf, ids in their places (what `pick_tokens` samples from)."""
     x = x / _column(rows, "temperature", x.device)
-    filtering = [i for i, r in enumerate(rows) if r.top_k > 0 or r.top_p < 1]
-    if not filtering:
-        return x
-    sub = [rows[i] for i in filtering]
-    idx = torch.tensor(filtering, device=x.device)
-    out = x.clone()
-    out[idx] = _top_k_top_p(x[idx], sub)
-    return out
+    filtering = [i for i, r in enumerate(rows) if _filters(r)]
+    if filtering:
+        idx = torch.tensor(filtering, device=x.device)
+        vals, ids = _candidates(x[idx], [rows[i] for i in filtering])
+        x = x.clone()
+        x[idx] = torch.full_like(x[idx], float("-inf")).scatter(-1, ids, vals)
+    return x
 
 
-def _top_k_top_p(x: torch.Tensor, rows: Sequence[Sampling]) -> torch.Tensor:
-    """The kept logits of rows that filter. A full sort of a 64k vocabulary costs more than a
+def _filters(r: Sampling) -> bool:
+    return r.top_k > 0 or r.top_p < 1
+
+
+def _candidates(x: torch.Tensor, rows: Sequence[Sampling]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, ids) of each filtering row's best ids in descending order, the ones top-k/top-p
+    drop at -inf (the kept ones are a prefix). A full sort of a 64k vocabulary costs more than a
     small model's decode step, so the best FILTER_CANDIDATES ids are looked at first (a partial
     sort) and the search widens only while some row's nucleus reaches past them."""
     V = x.size(-1)
     top_k = torch.tensor([r.top_k if r.top_k > 0 else V for r in rows], device=x.device)[:, None]
     top_p = torch.tensor([r.top_p if r.top_p < 1 else math.inf for r in rows], device=x.device)[:, None]
     use_p = any(r.top_p < 1 for r in rows)
-    full_norm = x.logsumexp(-1, keepdim=True) if use_p else None
+    full_norm = None
     k = min(V, max(FILTER_CANDIDATES, *(r.top_k for r in rows)))
     while True:
         vals, ids = x.topk(k, dim=-1)  # descending
@@ -173,34 +176,54 @@ def _top_k_top_p(x: torch.Tensor, rows: Sequence[Sampling]) -> torch.Tensor:
         complete = top_k <= k
         if use_p:
             # probabilities within the top-k set (whole vocabulary for rows without top-k)
-            norm = torch.where(complete, vals.masked_fill(drop, float("-inf")).logsumexp(-1, keepdim=True),
-                               full_norm)
+            norm = vals.masked_fill(drop, float("-inf")).logsumexp(-1, keepdim=True)
+            if not bool(complete.all()):
+                full_norm = x.logsumexp(-1, keepdim=True) if full_norm is None else full_norm
+                norm = torch.where(complete, norm, full_norm)
             p = (vals - norm).exp().masked_fill(drop, 0.0)
             cum = p.cumsum(-1)
             drop |= cum - p >= top_p  # keep the smallest set reaching top_p
             complete |= cum[:, -1:] >= top_p
         if k == V or bool(complete.all()):
-            break
+            return vals.masked_fill(drop, float("-inf")), ids
         k = min(V, 8 * k)
-    return torch.full_like(x, float("-inf")).scatter(-1, ids, vals.masked_fill(drop, float("-inf")))
+
+
+def _inverse_cdf(p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Per row, the position where the cumulative probability passes u (never a zero-probability
+    position, whatever the rounding)."""
+    cdf = p.cumsum(-1)
+    pos = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None].contiguous(), right=True).squeeze(-1)
+    return torch.minimum(pos, (p > 0).cumsum(-1).argmax(-1))  # argmax: the last non-zero
 
 
 def pick_tokens(x: torch.Tensor, rows: Sequence[Sampling], uniforms: torch.Tensor | None) -> torch.Tensor:
     """Next ids (B,) from adjusted logits `x`: argmax for temperature 0, else inverse-CDF sampling
-    with one uniform number in [0, 1) per row (rows at temperature 0 ignore theirs)."""
-    out = x.argmax(-1)
-    sampled = [i for i, r in enumerate(rows) if r.temperature > 0]
-    if not sampled:
+    with one uniform number in [0, 1) per row (rows at temperature 0 ignore theirs). A filtering
+    row samples among its kept ids in descending order, any other row over the whole vocabulary in
+    id order; either way a row's pick depends only on its own logits, settings and number."""
+    out = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+    greedy = [i for i, r in enumerate(rows) if r.temperature == 0]
+    if greedy:
+        g = torch.tensor(greedy, device=x.device)
+        out[g] = x[g].argmax(-1)
+    if len(greedy) == len(rows):
         return out
     if uniforms is None:
         raise ValueError("sampling needs uniform numbers")
-    idx = torch.tensor(sampled, device=x.device)
-    probs = filter_logits(x[idx], [rows[i] for i in sampled]).softmax(-1)
-    cdf = probs.cumsum(-1)
-    u = uniforms.to(device=x.device, dtype=cdf.dtype)[idx]
-    ids = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None].contiguous(), right=True).squeeze(-1)
-    last = (probs > 0).cumsum(-1).argmax(-1)  # the last id with non-zero probability
-    out[idx] = torch.minimum(ids, last)
+    u = uniforms.to(device=x.device, dtype=torch.float32)
+    for chosen in ([i for i, r in enumerate(rows) if r.temperature > 0 and _filters(r)],
+                   [i for i, r in enumerate(rows) if r.temperature > 0 and not _filters(r)]):
+        if not chosen:
+            continue
+        idx = torch.tensor(chosen, device=x.device)
+        sub = [rows[i] for i in chosen]
+        xs = x[idx] / _column(sub, "temperature", x.device)
+        if _filters(sub[0]):
+            vals, ids = _candidates(xs, sub)
+            out[idx] = ids.gather(-1, _inverse_cdf(vals.softmax(-1), u[idx])[:, None]).squeeze(-1)
+        else:
+            out[idx] = _inverse_cdf(xs.softmax(-1), u[idx])
     return out
 
 

@@ -212,17 +212,19 @@ def create_app(server: Server) -> FastAPI:
     async def completions(request: Request):
         body = await _parse(request, CompletionRequest)
         prep = server.prepare_completion(body)
+        server.submit(prep)
         if body.stream:
             return _EventStream(server, prep)
-        return await _until_done_or_gone(request, server.complete(prep))
+        return await _until_done_or_gone(request, server, prep)
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         body = await _parse(request, ChatRequest)
         prep = server.prepare_chat(body)
+        server.submit(prep)
         if body.stream:
             return _EventStream(server, prep)
-        return await _until_done_or_gone(request, server.complete(prep))
+        return await _until_done_or_gone(request, server, prep)
 
     async def tokenize(request: Request):
         body = await _parse(request, TokenizeRequest)
@@ -272,18 +274,18 @@ def create_app(server: Server) -> FastAPI:
     return app
 
 
-async def _until_done_or_gone(request: Request, work):
-    """Await a whole response; if the client disconnects first, stop (the sequences are cancelled
-    when `work` is cancelled) instead of generating for nobody."""
-    task = asyncio.ensure_future(work)
+async def _until_done_or_gone(request: Request, server: Server, prep):
+    """The whole response; if the client disconnects first, its sequences are cancelled instead
+    of generating for nobody."""
+    task = asyncio.ensure_future(server.complete(prep))
     try:
         while True:
             done, _ = await asyncio.wait({task}, timeout=0.25)
             if done:
                 return task.result()
             if await request.is_disconnected():
-                task.cancel()
                 return Response(status_code=499)
     finally:
         if not task.done():
             task.cancel()
+            server.engine.cancel(prep.seqs)

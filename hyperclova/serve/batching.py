@@ -44,6 +44,10 @@ log = logging.getLogger("hyperclova.serve")
 PREFILL_LOGIT_FLOATS = 32 * 1024 * 1024
 
 
+# Event-loop passes between two iterations when the engine runs on the server's loop.
+LOOP_PASSES_PER_STEP = 3
+
+
 class QueueFull(Exception):
     pass
 
@@ -210,7 +214,10 @@ class BatchEngine:
         while not self._closing:
             wait = self.step()
             if wait == 0:
-                await asyncio.sleep(0)  # let the loop read requests and send what was produced
+                # Let the loop send what was produced and move requests along: a new request
+                # needs a few passes (read, parse, submit) before it can join.
+                for _ in range(LOOP_PASSES_PER_STEP):
+                    await asyncio.sleep(0)
                 continue
             self._wakeup.clear()
             if self._queue and wait is None:

@@ -1,9 +1,9 @@
 """From an API request to engine sequences and back to OpenAI-shaped responses.
 
 `Server` holds what every request shares (tokenizer, engine, filters, knowledge base, chat
-template, limits, metrics). `Server.prepare` validates a completion or chat request and turns it
-into `SeqRequest`s (one per prompt and choice); `Server.run` submits them and yields, per event,
-what the route sends: whole responses (non-streaming) or OpenAI chunks (streaming).
+template, limits, metrics). `prepare_completion` / `prepare_chat` validate a request and turn it
+into `SeqRequest`s (one per prompt and choice); `complete` submits them and builds the whole
+response, `stream` yields OpenAI's chunks as the engine's events arrive.
 """
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ class Prepared:
     prompt_texts: list[str]
     n: int
     knowledge: list[list[dict]] = field(default_factory=list)
+    events: asyncio.Queue | None = None  # (sequence index, Event), filled once submitted
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -139,6 +140,8 @@ class Server:
     def _check_common(self, body) -> int:
         if body.n < 1:
             raise ApiError(400, f"n must be at least 1, got {body.n}", "n")
+        if body.seed is not None and not 0 <= body.seed < 2**63 - 1024:
+            raise ApiError(400, f"seed must be in [0, 2**63 - 1024), got {body.seed}", "seed")
         if body.retrieve < 0 or body.retrieve_tokens < 1:
             raise ApiError(400, "retrieve must be 0 or more and retrieve_tokens at least 1", "retrieve")
         if body.retrieve and self.knowledge is None:
@@ -206,9 +209,9 @@ class Server:
         return Prepared(kind, body, seqs, prompts, texts, n, used)
 
     # -- running --------------------------------------------------------------------------------
-    async def events(self, prep: Prepared) -> AsyncIterator[tuple[int, Event]]:
-        """Submit the sequences and yield (sequence index, event) until all have finished; the
-        sequences are cancelled if the consumer stops early (client gone)."""
+    def submit(self, prep: Prepared) -> None:
+        """Queue the request's sequences now (a full queue is a 429 before any response starts);
+        their events collect in `prep.events` until `events` reads them."""
         queue: asyncio.Queue = asyncio.Queue()
         for i, s in enumerate(prep.seqs):  # called on this event loop (BatchEngine.serve_forever)
             s.emit = lambda ev, i=i: queue.put_nowait((i, ev))
@@ -216,13 +219,18 @@ class Server:
             self.engine.submit(prep.seqs)
         except QueueFull as e:
             raise ApiError(429, str(e), None, "queue_full") from None
+        prep.events = queue
         if self.metrics:
             self.metrics.prompt_tokens.inc(sum(len(p) for p in prep.prompts))
+
+    async def events(self, prep: Prepared) -> AsyncIterator[tuple[int, Event]]:
+        """Yield (sequence index, event) of a submitted request until all its sequences have
+        finished; they are cancelled if the consumer stops early (client gone)."""
         open_ = len(prep.seqs)
         last_time = [None] * open_
         try:
             while open_:
-                i, ev = await queue.get()
+                i, ev = await prep.events.get()
                 self._observe(prep.seqs[i], ev, last_time, i)
                 if ev.finish_reason is not None:
                     open_ -= 1

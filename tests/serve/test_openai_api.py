@@ -151,12 +151,15 @@ def test_errors_have_openai_shape(client, server, trained):
 
 
 def test_queue_full_is_429(client, server):
-    """48 queued + 16 running slots; 40 requests of n=4 (160 sequences) at once overflow it."""
-    def one(_):
+    """48 queued + 16 running slots; 40 requests of n=4 (160 sequences) at once overflow it.
+    Streaming requests are refused the same way, before their stream starts."""
+    def one(i):
         try:
-            r = client.completions.create(model="run", prompt=PROMPT, max_tokens=40, n=4,
-                                          temperature=1.0, extra_body={"ignore_eos": True})
-            return r.usage.completion_tokens
+            kw = dict(model="run", prompt=PROMPT, max_tokens=40, n=4, temperature=1.0,
+                      extra_body={"ignore_eos": True})
+            if i % 2:
+                return list(client.completions.create(stream=True, **kw))[-1].usage.completion_tokens
+            return client.completions.create(**kw).usage.completion_tokens
         except openai.RateLimitError as e:
             return e
     with cf.ThreadPoolExecutor(40) as pool:
