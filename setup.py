@@ -32,8 +32,9 @@ setup(
         # chromium (+ chromium-driver) for the playground, lm-eval scoring through the server.
         "dev": ["pytest", "pytest-timeout", "hypothesis", "transformers>=4.40", "openai>=1.0",
                 "selenium>=4.10", "lm_eval[api]>=0.4.5"],
-        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "prometheus_client>=0.20", "bm25s>=0.2",
-                  "jinja2>=3.1"],
+        # uvloop + httptools: uvicorn's fast event loop and HTTP parser (it picks them itself)
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "uvloop; sys_platform != 'win32'", "httptools",
+                  "prometheus_client>=0.20", "bm25s>=0.2", "jinja2>=3.1"],
         "mpi": ["mpi4py", "mpich"],
         "ray": ["ray"],
     },
