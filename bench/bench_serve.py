@@ -13,8 +13,9 @@ generated tokens/s (counted by `usage`), requests/s, time to first token p50/p95
 latency p50/p95 over requests (each request's time per output token after its first: the time from
 its first to its last chunk over its tokens - 1), and tokens per CPU-second of the server process
 (steadier than wall time on a shared machine). The one-at-a-time rate is the
-C=1 row of the same server; "x" columns compare with it. Client counts alternate over --rounds
-rounds and the median round of each is reported (other jobs on a shared machine hit all alike).
+C=1 row of the continuous server; "x" columns compare with it. Both servers run at once and every
+(round, client count) point is measured on each in turn; the median of --rounds rounds is reported
+(other jobs on a shared machine hit all points alike).
 
 Models: `tiny` is the tiny preset (4 layers, d 128, vocab 4096, context 256); `wide` has 137M's
 width (d 768, 16 heads) with 4 layers, vocab 4096, context 512. The tokenizer (morpheme-aware
@@ -169,24 +170,29 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     tok, weights = prepare(work, args.model)
     results: dict[tuple[str, int], list[dict]] = {}
-    for sched in args.schedulers:
-        proc = serve(tok, weights, sched, args.max_batch, args.port)
-        try:
-            base = f"http://127.0.0.1:{args.port}"
-            asyncio.run(load(base, 4, workload(tok, 8, seed=99), proc.pid))  # warm-up
-            for rnd in range(args.rounds):  # alternate, so load from other jobs hits every C alike
-                for c in args.clients:
-                    jobs = workload(tok, max(8, args.requests_per_client * c), seed=c)
-                    r = asyncio.run(load(base, c, jobs, proc.pid))
+    # One server per scheduler, all started first; every (round, clients) point then runs against
+    # each of them in turn, so load from other jobs hits both schedulers alike. An idle server
+    # costs nothing.
+    servers = {sched: serve(tok, weights, sched, args.max_batch, args.port + i)
+               for i, sched in enumerate(args.schedulers)}
+    try:
+        for i, (sched, proc) in enumerate(servers.items()):  # warm-up
+            asyncio.run(load(f"http://127.0.0.1:{args.port + i}", 4, workload(tok, 8, seed=99), proc.pid))
+        for rnd in range(args.rounds):
+            for c in args.clients:
+                jobs = workload(tok, max(8, args.requests_per_client * c), seed=c)
+                for i, (sched, proc) in enumerate(servers.items()):
+                    r = asyncio.run(load(f"http://127.0.0.1:{args.port + i}", c, jobs, proc.pid))
                     results.setdefault((sched, c), []).append(r)
                     print(f"{sched:10s} round {rnd} C={c:3d} {r['tok_s']:8.0f} tok/s {r['tok_cpu']:6.0f} tok/CPU-s "
-                          f"{r['req_s']:6.2f} req/s "
-                          f"TTFT {1e3 * r['ttft50']:.0f}/{1e3 * r['ttft95']:.0f} ms "
+                          f"{r['req_s']:6.2f} req/s TTFT {1e3 * r['ttft50']:.0f}/{1e3 * r['ttft95']:.0f} ms "
                           f"ITL {1e3 * r['itl50']:.1f}/{1e3 * r['itl95']:.1f} ms", flush=True)
-        finally:
+    finally:
+        for proc in servers.values():
             proc.terminate()
             proc.wait(30)
-    rows = [(s, c, sorted(rs, key=lambda r: r["tok_s"])[len(rs) // 2]) for (s, c), rs in results.items()]
+    rows = [(s, c, sorted(results[s, c], key=lambda r: r["tok_s"])[len(results[s, c]) // 2])
+            for s in args.schedulers for c in args.clients]
     one = {s: r for s, c, r in rows if c == 1}
     base_r = one.get("continuous") or next(iter(one.values()), None)
     print(f"\nmodel {args.model}; x = over the continuous server's one-at-a-time (C=1) rate\n")

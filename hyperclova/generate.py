@@ -236,7 +236,7 @@ def token_logprobs(logits: torch.Tensor, vocab_limit: int | None = None) -> torc
     return x.log_softmax(-1)
 
 
-def _mask(valid: torch.Tensor, q_len: int) -> torch.Tensor:
+def causal_padding_mask(valid: torch.Tensor, q_len: int) -> torch.Tensor:
     """(B, 1, q_len, K) boolean: causal, padding hidden; a padding query sees itself so that its
     (ignored) row stays finite."""
     K = valid.size(1)
@@ -289,7 +289,7 @@ def generate(model: GPT, prompts: list[list[int]], s: Sampling, use_cache: bool 
     for cur in range(L, total):
         start = cur - 1 if (use_cache and cur > L) else 0
         logits = model(seq[:, start:cur], positions[:, start:cur],
-                       _mask(valid[:, :cur], cur - start), caches, start)
+                       causal_padding_mask(valid[:, :cur], cur - start), caches, start)
         x = adjust_logits(logits[:, -1], rows, counts, seen, masks)
         nxt = pick_tokens(x, rows, uniforms(generator, B) if s.temperature > 0 else None)
         if s.eod_id is not None:

@@ -49,7 +49,8 @@ def parse_args(argv):
     p.add_argument("--knowledge-json-keys", nargs="+", default=["text"])
     p.add_argument("--chat-template", help="Jinja chat template file (default: docs/serve.md)")
     p.add_argument("--chat-stop", action="append", help="stop string of the chat template (repeatable)")
-    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug", "trace"))
+    p.add_argument("--log-level", default="info",
+                   choices=("critical", "error", "warning", "info", "debug", "trace"))
     args = p.parse_args(argv)
     for flag in ("max_batch", "max_queue", "max_tokens", "max_n", "max_body_bytes", "prefill_tokens"):
         if getattr(args, flag) < 1:

@@ -102,8 +102,9 @@ async def _parse(request: Request, model: type[BaseModel]):
     try:
         raw = await request.body()
     except BodyTooLarge:
-        raise ApiError(413, f"The request body is over the limit of {request.app.state.server.limits.max_body_bytes} "
-                            f"bytes", None, "body_too_large") from None
+        limit = request.app.state.server.limits.max_body_bytes
+        raise ApiError(413, f"The request body is over the limit of {limit} bytes", None,
+                       "body_too_large") from None
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -34,7 +34,8 @@ from typing import Callable
 
 import torch
 
-from hyperclova.generate import Sampling, _mask, adjust_logits, pick_tokens, token_logprobs
+from hyperclova.generate import (Sampling, adjust_logits, causal_padding_mask, pick_tokens,
+                                 token_logprobs)
 from hyperclova.model.gpt import GPT, KVCache
 from hyperclova.serve.text import TextStream
 
@@ -327,8 +328,8 @@ class BatchEngine:
         prompt_info: dict[int, list[TokenInfo]] = {j: [TokenInfo(joiners[j].prompt[0])] for j in want_prompt}
         for c0 in range(0, P, chunk):
             c1 = min(P, c0 + chunk)
-            logits = self.model(tokens[:, c0:c1], positions[:, c0:c1], _mask(valid[:, :c1], c1 - c0),
-                                caches, c0)
+            mask = causal_padding_mask(valid[:, :c1], c1 - c0)
+            logits = self.model(tokens[:, c0:c1], positions[:, c0:c1], mask, caches, c0)
             for j in want_prompt:
                 self._prompt_logprobs(joiners[j], P, c0, c1, logits[j], prompt_info[j])
         last_logits = logits[:, -1]
@@ -364,8 +365,8 @@ class BatchEngine:
         x = torch.tensor([[s.last] for s in self.running], device=self.device)
         pos = torch.tensor([[s.length] for s in self.running], device=self.device)
         sl.valid[:B, cur] = True
-        logits = self.model(x, pos, _mask(sl.valid[:B, col0:cur + 1], 1), sl.views(slice(0, B), col0),
-                            cur - col0)
+        mask = causal_padding_mask(sl.valid[:B, col0:cur + 1], 1)
+        logits = self.model(x, pos, mask, sl.views(slice(0, B), col0), cur - col0)
         sl.cur += 1
         for s in self.running:
             s.length += 1

@@ -73,8 +73,10 @@ class FilterConfig:
         _only(bw, {"file", "words", "input", "output"}, f"{path}: banned_words")
         cfg.banned_file = bw.get("file", cfg.banned_file)
         cfg.banned_extra = _str_list(bw.get("words", []), f"{path}: banned_words.words")
-        cfg.banned_input = _choice(bw.get("input", cfg.banned_input), BANNED_INPUT, f"{path}: banned_words.input")
-        cfg.banned_output = _choice(bw.get("output", cfg.banned_output), BANNED_OUTPUT, f"{path}: banned_words.output")
+        cfg.banned_input = _choice(bw.get("input", cfg.banned_input), BANNED_INPUT,
+                                   f"{path}: banned_words.input")
+        cfg.banned_output = _choice(bw.get("output", cfg.banned_output), BANNED_OUTPUT,
+                                    f"{path}: banned_words.output")
         pii = _section(data, "pii", path)
         _only(pii, {"types", "input", "output"}, f"{path}: pii")
         cfg.pii_types = _str_list(pii.get("types", cfg.pii_types), f"{path}: pii.types")

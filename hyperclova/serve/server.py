@@ -337,7 +337,8 @@ class Server:
         prompt_infos: list[list[TokenInfo]] = [[] for _ in range(open_)]
         async for i, ev in self.events(prep):
             if ev.error:
-                yield {"error": ApiError(500, f"generation failed: {ev.error}", None, "engine_error").body()["error"]}
+                err = ApiError(500, f"generation failed: {ev.error}", None, "engine_error")
+                yield err.body()
                 return
             if ev.prompt is not None:  # echo with logprobs: sent with the choice's first chunk
                 prompt_infos[i] = ev.prompt
