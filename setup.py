@@ -20,7 +20,7 @@ setup(
     # so an installed package finds them without a checkout (hyperclova/paths.py).
     packages=find_packages(include=["hyperclova", "hyperclova.*"]) + ["hyperclova.configs"],
     package_dir={"hyperclova.configs": "configs"},
-    package_data={"hyperclova": ["corpus/data/*", "corpus/data/**/*"],
+    package_data={"hyperclova": ["corpus/data/*", "corpus/data/**/*", "serve/studio/*"],
                   "hyperclova.configs": ["*.yaml", "corpus/*.yaml"]},
     entry_points={"console_scripts": SCRIPTS},
     install_requires=[
@@ -43,7 +43,13 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout", "hypothesis", "transformers>=4.40"],
+        # Tests: the official openai client against the server, selenium driving the distribution's
+        # chromium (+ chromium-driver) for the playground, lm-eval scoring through the server.
+        "dev": ["pytest", "pytest-timeout", "hypothesis", "transformers>=4.40", "openai>=1.0",
+                "selenium>=4.10", "lm_eval[api]>=0.4.5"],
+        # uvloop + httptools: uvicorn's fast event loop and HTTP parser (it picks them itself)
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "uvloop; sys_platform != 'win32'", "httptools",
+                  "prometheus_client>=0.20", "bm25s>=0.2", "jinja2>=3.1"],
         "mpi": ["mpi4py", "mpich"],
         "ray": ["ray"],
         # train.float8=true on sm89+ GPUs (never the default; hyperclova/parallel/build.py)

@@ -42,6 +42,8 @@ BENCHES = {
     "checkpoint": ["bench/bench_checkpoint.py", "--preset", "350m", "--rounds", "3"],
     "engine": ["bench/bench_engine.py", "--before", "2a49e25", "--rounds", "5", "--steps", "3"],
     "loss": ["bench/bench_loss.py"],
+    "serve-tiny": ["bench/bench_serve.py", "--model", "tiny", "--clients", "1", "4", "16", "64"],
+    "serve-wide": ["bench/bench_serve.py", "--model", "wide", "--clients", "1", "4", "16", "64"],
 }
 
 
