@@ -1,0 +1,288 @@
+"""Log-likelihood and greedy generation for evaluation, batched, in any layout.
+
+Every model call goes through one function shaped as the engine's `forward_eval(tokens, reduce)`
+(docs/eval.md): `reduce` gets a micro-batch's full-vocabulary logits and returns something small
+(per-token log-probabilities), so a tensor- or pipeline-parallel engine can run the same scorer.
+`PlainModel` gives that shape to a single-process GPT.
+
+Requests are sorted by length (longest first, so memory peaks in the first batch), cut into
+batches under a token budget, and padded on the right: with causal attention, padding after a
+sequence cannot change its logits, so a request scores the same in any batch. Data-parallel ranks
+take every dp_size-th request of the sorted list and the results are gathered on every rank.
+
+Context and continuation are encoded *together*, as the model saw text in training, and split
+where the context's bytes end. When a token straddles that point (a morpheme or BPE merge that
+spans both sides), the split moves back to that token's start: the continuation scored is then
+whole tokens, never a token the model would not have produced. Those requests are counted.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional, Protocol, Sequence
+
+import torch
+import torch.distributed as dist
+
+from hyperclova.errors import UserError
+
+DEFAULT_BATCH_TOKENS = 8192  # logits of a batch: tokens x vocab x 4 bytes (2 GB at a 64k vocab)
+
+
+class EvalModel(Protocol):
+    seq_len: int
+    dp_rank: int
+    dp_size: int
+
+    def forward_eval(self, tokens: torch.Tensor,
+                     reduce: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor: ...
+
+
+class PlainModel:
+    """A whole GPT in this process: `forward_eval` with the engine's signature. With dp_size > 1
+    (torchrun, default process group started) each rank holds a full copy and scores its share."""
+
+    def __init__(self, model, dp_rank: int = 0, dp_size: int = 1):
+        self.plain_model = model.eval()  # generation uses the KV-cache generator on it
+        self.seq_len = model.cfg.seq_len
+        self.device = model.tok_emb.weight.device
+        self.dp_rank, self.dp_size = dp_rank, dp_size
+
+    @torch.no_grad()
+    def forward_eval(self, tokens, reduce):
+        return reduce(self.plain_model(tokens.to(self.device)).float())
+
+
+@dataclass
+class LLResult:
+    logprob: float  # sum of the continuation tokens' log-probabilities
+    n_tokens: int
+    greedy: bool  # every continuation token is the argmax
+    straddled: bool = False  # the context/continuation boundary fell inside a token
+
+
+@dataclass
+class Encoded:
+    ids: list[int]
+    split: int  # ids[:split] is the context, ids[split:] the continuation
+    straddled: bool
+
+
+class Scorer:
+    def __init__(self, model: EvalModel, tokenizer, batch_size: int = 16,
+                 batch_tokens: int = DEFAULT_BATCH_TOKENS):
+        self.model, self.tok = model, tokenizer
+        self.batch_size, self.batch_tokens = max(1, batch_size), batch_tokens
+
+    # -- encoding ----------------------------------------------------------------------------------
+
+    def encode_pair(self, context: str, continuation: str) -> Encoded:
+        """Encode context+continuation as one text; split on the token boundary at or before the
+        end of the context (see the module docstring)."""
+        ids = self.tok.encode(context + continuation)
+        ctx_bytes = len(self.tok.normalize(context).encode("utf-8"))
+        ends = self._token_ends(ids, context + continuation)
+        split = 0
+        while split < len(ids) and ends[split] <= ctx_bytes:
+            split += 1
+        straddled = (ends[split - 1] if split else 0) != ctx_bytes
+        if split == len(ids):  # an empty continuation: nothing to score
+            raise UserError(f"continuation {continuation!r} encodes to no tokens after the context")
+        if split == 0:  # no whole context token: condition on the end-of-document token
+            ids, split = [self.tok.eod_id] + ids, 1
+        return Encoded(ids, split, straddled)
+
+    def _token_ends(self, ids: list[int], text: str) -> list[int]:
+        """Cumulative byte offset at the end of each token."""
+        ends, pos = [], 0
+        for i in ids:
+            pos += len(self.tok.id_to_bytes(i))
+            ends.append(pos)
+        if pos != len(self.tok.normalize(text).encode("utf-8")):
+            # Tokenizers whose pieces do not concatenate to the text (e.g. SentencePiece's dummy
+            # prefix): measure each prefix by decoding it instead.
+            ends = [len(self.tok.decode(ids[: k + 1]).encode("utf-8")) for k in range(len(ids))]
+        return ends
+
+    # -- log-likelihood ----------------------------------------------------------------------------
+
+    def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[LLResult]:
+        encoded = [self.encode_pair(c, x) for c, x in pairs]
+        results = self.loglikelihood_tokens([(e.ids, e.split) for e in encoded])
+        for r, e in zip(results, encoded):
+            r.straddled = e.straddled
+        return results
+
+    def loglikelihood_tokens(self, items: Sequence[tuple[list[int], int]]) -> list[LLResult]:
+        """items: (ids, split); scores ids[split:] given ids[:split]. A sequence longer than the
+        model's context keeps its last seq_len+1 tokens (the continuation must fit)."""
+        L = self.model.seq_len
+        rows = []
+        for ids, split in items:
+            n_cont = len(ids) - split
+            if n_cont < 1 or split < 1:
+                raise ValueError("need at least one context and one continuation token")
+            if n_cont > L:
+                raise UserError(f"a continuation of {n_cont} tokens does not fit the model's "
+                                f"context of {L}")
+            ids = ids[-(L + 1):]
+            rows.append((ids[:-1], ids[1:], n_cont))
+        out = self._run(rows, self._ll_batch, lambda r: len(r[0]))
+        return [LLResult(lp, n, g) for lp, n, g in out]
+
+    def _ll_batch(self, batch: list[tuple[list[int], list[int], int]]):
+        T = max(len(inp) for inp, _, _ in batch)
+        inputs = torch.zeros(len(batch), T, dtype=torch.long)
+        targets = torch.zeros(len(batch), T, dtype=torch.long)
+        mask = torch.zeros(len(batch), T, dtype=torch.bool)
+        for b, (inp, tgt, n_cont) in enumerate(batch):
+            inputs[b, : len(inp)] = torch.tensor(inp)
+            targets[b, : len(tgt)] = torch.tensor(tgt)
+            mask[b, len(inp) - n_cont: len(inp)] = True
+
+        def reduce(logits: torch.Tensor) -> torch.Tensor:
+            # Only the scored positions go through log_softmax: (N, V), not (B, T, V).
+            m, tgt = mask.to(logits.device), targets.to(logits.device)
+            sel = logits[m].float().log_softmax(-1)
+            t = tgt[m]
+            lp = sel.gather(-1, t[:, None]).squeeze(-1)
+            greedy = (sel.argmax(-1) == t).to(lp.dtype)
+            return torch.stack([lp, greedy], -1).double()
+
+        flat = self.model.forward_eval(inputs, reduce).cpu()
+        out, pos = [], 0
+        for _, _, n_cont in batch:
+            part = flat[pos: pos + n_cont]
+            pos += n_cont
+            out.append((float(part[:, 0].sum()), n_cont, bool(part[:, 1].all())))
+        return out
+
+    def rolling_windows(self, ids: list[int], window: Optional[int] = None,
+                        stride: Optional[int] = None) -> list[tuple[list[int], int]]:
+        """(ids, split) items that score every token of `ids` exactly once (the first
+        conditioned on the end-of-document token): windows of `window` tokens advancing by
+        `stride`, so each token after the first window has window - stride tokens of context."""
+        window = min(window or self.model.seq_len, self.model.seq_len)
+        stride = stride or window
+        if not 0 < stride <= window:
+            raise UserError(f"stride must be in 1..{window}, got {stride}")
+        seq = [self.tok.eod_id] + list(ids)
+        items, scored = [], 0  # scored: tokens of seq[1:] done
+        while scored < len(ids):
+            end = min(scored + 1 + (stride if items else window), len(seq))
+            start = max(0, end - window - 1)
+            items.append((seq[start:end], end - start - (end - 1 - scored)))
+            scored = end - 1
+        return items
+
+    def rolling_loglikelihood(self, ids: list[int], window: Optional[int] = None,
+                              stride: Optional[int] = None) -> tuple[float, int]:
+        res = self.loglikelihood_tokens(self.rolling_windows(ids, window, stride))
+        return sum(r.logprob for r in res), sum(r.n_tokens for r in res)
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def generate(self, contexts: Sequence[str], until: Sequence[str], max_new_tokens: int) -> list[str]:
+        """Greedy continuation of each context, cut at the first stop string."""
+        rows = [(self.tok.encode(c), max_new_tokens) for c in contexts]
+        for ids, _ in rows:
+            if len(ids) + max_new_tokens > self.model.seq_len:
+                raise UserError(f"a prompt of {len(ids)} tokens plus {max_new_tokens} new tokens "
+                                f"exceeds the model's context of {self.model.seq_len}")
+        outs = self._run(rows, self._gen_batch, lambda r: len(r[0]) + r[1])
+        return [truncate_at_stop(self.tok.decode([t for t in ids if t != self.tok.eod_id]), until)
+                for ids in outs]
+
+    def _gen_batch(self, batch: list[tuple[list[int], int]]) -> list[list[int]]:
+        prompts, n_new = [ids for ids, _ in batch], batch[0][1]
+        plain = getattr(self.model, "plain_model", None)
+        if plain is not None:
+            from hyperclova.generate import Sampling, generate
+
+            return generate(plain, prompts, Sampling(max_new_tokens=n_new, temperature=0.0,
+                                                     eod_id=self.tok.eod_id))
+        return self._greedy_by_forward(prompts, n_new)
+
+    def _greedy_by_forward(self, prompts: list[list[int]], n_new: int) -> list[list[int]]:
+        """Greedy decoding through forward_eval alone (no cache): what a tensor- or pipeline-
+        parallel engine runs. Right-padded, so each row's argmax is read at its own last token."""
+        seqs = [list(p) for p in prompts]
+        done = [False] * len(seqs)
+        for _ in range(n_new):
+            T = max(len(s) for s in seqs)
+            tokens = torch.zeros(len(seqs), T, dtype=torch.long)
+            last = torch.tensor([len(s) - 1 for s in seqs])
+            for b, s in enumerate(seqs):
+                tokens[b, : len(s)] = torch.tensor(s)
+            nxt = self.model.forward_eval(
+                tokens, lambda logits: logits[torch.arange(len(seqs)), last.to(logits.device)].argmax(-1))
+            for b, t in enumerate(nxt.tolist()):
+                if not done[b]:
+                    seqs[b].append(t)
+                    done[b] = t == self.tok.eod_id
+            if all(done) and self.model.dp_size == 1:  # dp ranks keep step with each other
+                break
+        outs = []
+        for p, s in zip(prompts, seqs):
+            new = s[len(p):]
+            outs.append(new[: new.index(self.tok.eod_id) + 1] if self.tok.eod_id in new else new)
+        return outs
+
+    # -- batching and data parallelism -------------------------------------------------------------
+
+    def _run(self, rows: list, fn: Callable[[list], list], length: Callable[[tuple], int]) -> list:
+        """Sort by length, split over dp ranks, batch under the token budget, gather in order."""
+        order = sorted(range(len(rows)), key=lambda i: (-length(rows[i]), i))
+        dp_rank, dp_size = self.model.dp_rank, self.model.dp_size
+        mine = order[dp_rank::dp_size]
+        batches = self._batches([(i, length(rows[i])) for i in mine])
+        n_batches = _max_over_ranks(len(batches)) if dp_size > 1 else len(batches)
+        results: dict[int, object] = {}
+        for k in range(n_batches):
+            if k < len(batches):
+                for i, r in zip(batches[k], fn([rows[i] for i in batches[k]])):
+                    results[i] = r
+            elif rows:
+                # A rank with fewer batches keeps step with the others (a sharded engine's
+                # forward is collective over data-parallel ranks); the result is discarded.
+                fn([rows[order[-1]]])
+        if dp_size > 1:
+            gathered: list = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, results)
+            for part in gathered:
+                results.update(part)
+        return [results[i] for i in range(len(rows))]
+
+    def _batches(self, sized: list[tuple[int, int]]) -> list[list[int]]:
+        """Consecutive (longest-first) requests, at most batch_size of them and batch_tokens
+        padded tokens per batch (a single longer request still gets its own batch)."""
+        batches, cur, longest = [], [], 0
+        for i, n in sized:
+            if cur and (len(cur) >= self.batch_size or max(longest, n) * (len(cur) + 1) > self.batch_tokens):
+                batches.append(cur)
+                cur, longest = [], 0
+            cur.append(i)
+            longest = max(longest, n)
+        if cur:
+            batches.append(cur)
+        return batches
+
+
+def _max_over_ranks(n: int) -> int:
+    t = torch.tensor([n], dtype=torch.long)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
+def truncate_at_stop(text: str, until: Sequence[str]) -> str:
+    cut = len(text)
+    for s in until:
+        if s:
+            i = text.find(s)
+            if i != -1:
+                cut = min(cut, i)
+    return text[:cut]
+
+
+def bits_per_char(logprob_nats: float, n_chars: int) -> float:
+    return -logprob_nats / math.log(2) / max(n_chars, 1)
