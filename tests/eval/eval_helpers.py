@@ -5,7 +5,7 @@ from pathlib import Path
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODEL = ["model=tiny", "model.n_layers=2", "model.d_model=64", "model.n_heads=4",
-         "model.seq_len=128", "model.vocab_size=640", "train.seed=3"]
+         "model.seq_len=512", "model.vocab_size=640", "train.seed=3"]
 
 
 def make_tokenizer(root: Path) -> str:

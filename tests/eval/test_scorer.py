@@ -63,7 +63,7 @@ def test_loglikelihood_equals_direct_computation_and_is_batch_size_invariant(mod
 def test_rolling_windows_score_every_token_once(model, tok):
     s = Scorer(PlainModel(model), tok)
     ids = tok.encode("오늘 서울의 날씨는 맑겠습니다. " * 20)[:300]
-    assert len(ids) == 300 > model.cfg.seq_len
+    assert len(ids) == 300
     for window, stride in ((128, 128), (128, 64), (32, 7)):
         items = s.rolling_windows(ids, window, stride)
         assert sum(len(x) - split for x, split in items) == len(ids)
