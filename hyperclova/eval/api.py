@@ -60,7 +60,7 @@ def run_evaluation(checkpoint: str, task: str, data: Optional[Sequence[str]] = N
         preds = result.pop("_predictions")
         result["config"] = {k: v for k, v in dataclasses.asdict(spec).items()
                             if k not in ("data_files",)}
-    result.update(checkpoint=str(checkpoint), tokenizer=str(tok_dir),
+    result.update(checkpoint=str(checkpoint), step=loaded.step, tokenizer=str(tok_dir),
                   model=_model_info(loaded.model_cfg, tok), layout=loaded.layout,
                   total_wall_time_s=round(time.perf_counter() - t0, 3))
     if is_main:

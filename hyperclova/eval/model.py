@@ -30,6 +30,7 @@ class Loaded:
     tokenizer_dir: Optional[str]
     layout: dict
     rank: int = 0
+    step: Optional[int] = None  # the training step of a DCP checkpoint
 
 
 class EngineModel:
@@ -88,7 +89,18 @@ def _plain(checkpoint: str, device: torch.device, rank: int, world: int) -> Load
 
     model, cfg = load_model(checkpoint, device)
     return Loaded(PlainModel(model, rank, world), cfg.model, cfg.data.tokenizer,
-                  {"dp": world, "tp": 1, "pp": 1}, rank)
+                  {"dp": world, "tp": 1, "pp": 1}, rank, _step(checkpoint))
+
+
+def _step(checkpoint: str) -> Optional[int]:
+    """The step a DCP checkpoint was saved at (None for exports and consolidated files)."""
+    from hyperclova.eval.report import step_of
+    from hyperclova.train.checkpoint import resolve_load_path
+
+    p = Path(checkpoint)
+    if not p.is_dir() or ((p / "config.json").is_file() and not (p / ".metadata").is_file()):
+        return None
+    return step_of(resolve_load_path(str(p)).name)
 
 
 def _engine(checkpoint: str, device: torch.device, overrides: list[str]) -> Loaded:
@@ -107,4 +119,4 @@ def _engine(checkpoint: str, device: torch.device, overrides: list[str]) -> Load
     p = cfg.parallel
     model = EngineModel(engine, cfg.model.seq_len)
     return Loaded(model, cfg.model, cfg.data.tokenizer,
-                  {"dp": model.dp_size, "tp": p.tp, "pp": p.pp}, dist.get_rank())
+                  {"dp": model.dp_size, "tp": p.tp, "pp": p.pp}, dist.get_rank(), _step(checkpoint))

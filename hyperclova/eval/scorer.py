@@ -52,6 +52,35 @@ class PlainModel:
     def forward_eval(self, tokens, reduce):
         return reduce(self.plain_model(tokens.to(self.device)).float())
 
+    @torch.no_grad()
+    def score_continuations(self, prefix: list[int], conts: list[list[int]]) -> list[tuple[float, bool]]:
+        """(log-probability, greedy) of each continuation after one shared prefix: the prefix
+        runs once into a KV cache, copied to one row per continuation, and the continuations run
+        as one batch on top of it."""
+        from hyperclova.model.gpt import KVCache
+
+        m, dev = self.plain_model, self.device
+        n, P, C = len(conts), len(prefix), max(len(c) for c in conts)
+        shape = (1, m.cfg.n_heads, P + C - 1, m.cfg.d_head)
+        dtype = m.tok_emb.weight.dtype
+        caches = {k: KVCache(torch.zeros(shape, dtype=dtype, device=dev),
+                             torch.zeros(shape, dtype=dtype, device=dev)) for k in m.layers}
+        first = m(torch.tensor([prefix], device=dev), caches=caches)[0, -1].float().log_softmax(-1)
+        lps = [[first[c[0]].item()] for c in conts]
+        greedy = [[first.argmax().item() == c[0]] for c in conts]
+        if C > 1:
+            caches = {k: KVCache(c.k.expand(n, -1, -1, -1).clone(), c.v.expand(n, -1, -1, -1).clone())
+                      for k, c in caches.items()}
+            tokens = torch.zeros(n, C - 1, dtype=torch.long)
+            for b, c in enumerate(conts):
+                tokens[b, : len(c) - 1] = torch.tensor(c[:-1])
+            logp = m(tokens.to(dev), caches=caches, start=P).float().log_softmax(-1)
+            for b, c in enumerate(conts):
+                for j in range(1, len(c)):
+                    lps[b].append(logp[b, j - 1, c[j]].item())
+                    greedy[b].append(logp[b, j - 1].argmax().item() == c[j])
+        return [(sum(lp), all(g)) for lp, g in zip(lps, greedy)]
+
 
 @dataclass
 class LLResult:
@@ -127,8 +156,27 @@ class Scorer:
                                 f"context of {L}")
             ids = ids[-(L + 1):]
             rows.append((ids[:-1], ids[1:], n_cont))
-        out = self._run(rows, self._ll_batch, lambda r: len(r[0]))
-        return [LLResult(lp, n, g) for lp, n, g in out]
+        shared = getattr(self.model, "score_continuations", None)
+        groups: dict[tuple, list[int]] = {}
+        if shared is not None:
+            for i, (inp, _, n_cont) in enumerate(rows):
+                groups.setdefault(tuple(inp[: len(inp) - n_cont + 1]), []).append(i)
+            groups = {k: v for k, v in groups.items() if len(v) > 1}
+        results: list = [None] * len(rows)
+        # Requests that share their context (the choices of one question) run the context once.
+        in_group = {i for v in groups.values() for i in v}
+        singles = [i for i in range(len(rows)) if i not in in_group]
+        for i, r in zip(singles, self._run([rows[i] for i in singles], self._ll_batch,
+                                           lambda r: len(r[0]))):
+            results[i] = LLResult(*r)
+        group_rows = [(list(prefix), [rows[i][1][-rows[i][2]:] for i in idx])
+                      for prefix, idx in groups.items()]
+        outs = self._run(group_rows, lambda batch: [shared(p, cs) for p, cs in batch],
+                         lambda g: len(g[0]) * len(g[1]) + sum(map(len, g[1])))
+        for idx, res in zip(groups.values(), outs):
+            for i, (lp, g) in zip(idx, res):
+                results[i] = LLResult(lp, rows[i][2], g)
+        return results
 
     def _ll_batch(self, batch: list[tuple[list[int], list[int], int]]):
         T = max(len(inp) for inp, _, _ in batch)

@@ -103,3 +103,20 @@ def test_stop_sequences_cut_after_decoding():
     assert truncate_at_stop("답변 내용\n다음 질문", ["\n"]) == "답변 내용"
     assert truncate_at_stop("abc###def\nx", ["\n", "###"]) == "abc"
     assert truncate_at_stop("no stop", ["\n", ""]) == "no stop"
+
+
+def test_choices_sharing_a_context_run_it_once_and_score_the_same(model, tok):
+    """The plain model scores the choices of one question on a shared KV-cached context; the
+    numbers equal the forward-only path (the engine's) and a direct computation."""
+    ctx = ["문장: 정말 재미있는 영화\n감정:", "제목: 코스피 상승 마감\n주제:"]
+    conts = [" 긍정", " 부정", " 매우 긴 이어짐 문장입니다", " 경제"]
+    pairs = [(c, x) for c in ctx for x in conts] + [("혼자인 문맥", " 하나")]
+    shared = Scorer(PlainModel(model), tok, batch_size=3).loglikelihood(pairs)
+    forward = Scorer(ForwardOnly(model), tok, batch_size=5).loglikelihood(pairs)
+    assert [r.logprob for r in shared] == pytest.approx([r.logprob for r in forward], abs=1e-5)
+    assert [r.greedy for r in shared] == [r.greedy for r in forward]
+    assert [r.n_tokens for r in shared] == [r.n_tokens for r in forward]
+    s = Scorer(PlainModel(model), tok)
+    for (c, x), r in zip(pairs, shared):
+        e = s.encode_pair(c, x)
+        assert r.logprob == pytest.approx(direct_logprob(model, e.ids, e.split), abs=1e-5)
