@@ -3,8 +3,8 @@
 From *held-out* generated documents (the embedded generator with another seed than the demo
 corpus: new documents, the same templates and word lists) it writes, in the official formats:
 
-- `ynat_train.json` / `ynat_test.json` — a KLUE-YNAT-format topic file: `title` is the question
-  of a Q&A (kin) post, `label` its category (the generator's ten topics, not YNAT's seven);
+- `ynat_train.json` / `ynat_test.json` — a KLUE-YNAT-format topic file: `title` is the headline
+  of a news post, `label` its category (the generator's ten topics, not YNAT's seven);
 - `ratings_train.txt` / `ratings_test.txt` — an NSMC-format sentiment file: `document` is the
   body of a review, `label` 1 for 4-5 stars and 0 for 1-2 stars (3 stars left out, as NSMC does),
   balanced like NSMC;
@@ -26,34 +26,39 @@ from pathlib import Path
 
 from hyperclova.corpus.lexicon import TOPICS
 
-_KIN = re.compile(r"^질문: (.+?) 내공 \d+ 걸어요\.\n")
+_NEWS = re.compile(r"^\[(.+?)\] (.+?)\n")
 _REVIEW = re.compile(r"^별점 [★☆]+ \((\d)점\)\n(.+)$", re.S)
 
 TOPIC_TASK = """\
-# Demo topic task (KLUE-YNAT format): the generator's ten topics. The template follows how the
-# corpus's Q&A posts name their topic right after the question.
+# Demo topic task (KLUE-YNAT format): the generator's ten topics. A model this small does not
+# learn in context; scored the channel way, P(headline | "[topic]"), it uses what it learned from
+# the corpus's news posts, which open with "[topic] headline".
 task: demo_topic
 format: ynat
 options: {{labels: {labels}}}
 data_files: {{train: ynat_train.json, test: ynat_test.json}}
 output_type: multiple_choice
-doc_to_text: "질문: {{{{title}}}}\\n답변: 안녕하세요."
+scoring: channel
+doc_to_text: "{{{{title}}}}"
 doc_to_target: "{{{{label}}}}"
 doc_to_choice: {choices}
-num_fewshot: 4
+num_fewshot: 2
 runs: 3
 metric: macro_f1
 """
 SENTIMENT_TASK = """\
-# Demo sentiment task (NSMC format): review bodies with their polarity.
+# Demo sentiment task (NSMC format): review bodies with their polarity, scored the channel way
+# after the corpus's star line, P(review | "별점 ★★★★★ (5점)") against the 1-star line.
 task: demo_sentiment
 format: nsmc
 data_files: {train: ratings_train.txt, test: ratings_test.txt}
 output_type: multiple_choice
-doc_to_text: "{{document}}\\n평가:"
+scoring: channel
+target_delimiter: "\\n"
+doc_to_text: "{{document}}"
 doc_to_target: "{{label}}"
-doc_to_choice: {0: 별로예요, 1: 좋아요}
-num_fewshot: 4
+doc_to_choice: {0: "별점 ★☆☆☆☆ (1점)", 1: "별점 ★★★★★ (5점)"}
+num_fewshot: 2
 runs: 3
 metric: accuracy
 """
@@ -66,8 +71,8 @@ def build_demo_tasks(out: Path, n_docs: int = 12000, seed: int = 1, n_test: int 
     out.mkdir(parents=True, exist_ok=True)
     topics, reviews = [], {0: [], 1: []}
     for rec, _ in iter_documents(n_docs, seed):
-        if rec["source"] == "kin" and (m := _KIN.match(rec["text"])):
-            topics.append({"guid": f"demo-ynat_{len(topics):05d}", "title": m.group(1),
+        if rec["source"] == "news" and (m := _NEWS.match(rec["text"])):
+            topics.append({"guid": f"demo-ynat_{len(topics):05d}", "title": m.group(2),
                            "label": rec["category"]})
         elif rec["source"] == "review" and (m := _REVIEW.match(rec["text"])):
             stars = int(m.group(1))
@@ -87,7 +92,7 @@ def build_demo_tasks(out: Path, n_docs: int = 12000, seed: int = 1, n_test: int 
     names = list(TOPICS)
     (out / "demo_topic.yaml").write_text(TOPIC_TASK.format(
         labels=json.dumps(names, ensure_ascii=False),
-        choices=json.dumps({n: n for n in names}, ensure_ascii=False)), encoding="utf-8")
+        choices=json.dumps({n: f"[{n}]" for n in names}, ensure_ascii=False)), encoding="utf-8")
     (out / "demo_sentiment.yaml").write_text(SENTIMENT_TASK, encoding="utf-8")
     return {"topic": out / "demo_topic.yaml", "sentiment": out / "demo_sentiment.yaml"}
 

@@ -7,7 +7,8 @@ Demonstrations (`demonstrations:` in the task file):
   drawn with the seed "{seed}:{r}:{query id}"; the paragraph itself is the task's `description`.
 
 A prompt is `description + demo_1 + delim + ... + demo_k + delim + query`, each demonstration
-`doc_to_text + target_delimiter + target`. When it does not fit the model's context (with room
+`doc_to_text + target_delimiter + target` (channel scoring: `target + target_delimiter +
+doc_to_text`, and the query comes after each label word in turn). When it does not fit the model's context (with room
 for the longest label word, or for `max_gen_toks` new tokens), demonstrations are dropped from the
 front, one at a time, until it fits. The query is never truncated: a query that does not fit even
 without demonstrations is skipped and counted. Both counts go into the report.
@@ -25,9 +26,10 @@ from hyperclova.eval.tasks import TaskSpec, render
 
 @dataclass
 class Prompt:
-    context: str
+    context: str  # channel scoring: without the query, which is the scored continuation
     n_demos: int
     dropped: int
+    query: str = ""
 
 
 @dataclass
@@ -65,7 +67,10 @@ def target_text(spec: TaskSpec, ex: Example) -> str:
 
 
 def demo_text(spec: TaskSpec, ex: Example) -> str:
-    return render(spec.doc_to_text, ex.fields, spec, ex.where) + spec.target_delimiter + target_text(spec, ex)
+    text = render(spec.doc_to_text, ex.fields, spec, ex.where)
+    if spec.scoring == "channel":
+        return target_text(spec, ex) + spec.target_delimiter + text
+    return text + spec.target_delimiter + target_text(spec, ex)
 
 
 def draw_demonstrations(spec: TaskSpec, run: int, train: list[Example]) -> list[Example]:
@@ -119,8 +124,8 @@ class PromptBuilder:
             total -= parts[k][1]
             k += 1
         while True:
-            context = head + "".join(t for t, _ in parts[k:]) + q
-            if self.count(context) <= limit:
+            context = head + "".join(t for t, _ in parts[k:])
+            if self.count(context + q) <= limit:
                 break
             if k == len(parts):
                 self.counts.queries_too_long += 1
@@ -131,4 +136,6 @@ class PromptBuilder:
         if k:
             self.counts.prompts_with_dropped_demos += 1
             self.counts.demos_dropped += k
-        return Prompt(context, len(parts) - k, k)
+        if spec.scoring == "channel":
+            return Prompt(context, len(parts) - k, k, q)
+        return Prompt(context + q, len(parts) - k, k, q)

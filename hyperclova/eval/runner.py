@@ -43,7 +43,7 @@ def evaluate_task(spec: TaskSpec, scorer: Scorer, test: Examples,
         raise UserError(f"{test.path}: no examples to evaluate")
     mc = spec.output_type == "multiple_choice"
     reserve = (max(len(scorer.tok.encode(spec.target_delimiter + w)) for w in spec.doc_to_choice.values())
-               if mc else spec.max_gen_toks)
+               if mc else spec.max_gen_toks)  # channel: the label word and delimiter, likewise
     builder = PromptBuilder(spec, lambda s: len(scorer.tok.encode(s)), scorer.model.seq_len)
     by_paragraph: dict[str, list[Example]] = {}
     if spec.demonstrations == "same_paragraph":
@@ -59,16 +59,16 @@ def evaluate_task(spec: TaskSpec, scorer: Scorer, test: Examples,
             p = builder.build(ex, d, reserve)
             if p is not None:
                 kept.append(ex)
-                prompts.append(p.context)
+                prompts.append(p)
         if not kept:
             raise UserError(f"{spec.task}: no query fits the model's context of {scorer.model.seq_len}")
         if run == 0:
-            first_prompts = prompts[:N_FIRST_PROMPTS]
+            first_prompts = [_shown(spec, p) for p in prompts[:N_FIRST_PROMPTS]]
         if mc:
             result, preds, n_straddled = _score_choices(spec, scorer, kept, prompts)
             straddled += n_straddled
         else:
-            outs = scorer.generate(prompts, spec.until, spec.max_gen_toks)
+            outs = scorer.generate([p.context for p in prompts], spec.until, spec.max_gen_toks)
             result, preds = _score_generation(spec, kept, [o.strip() for o in outs])
         runs.append(result)
         predictions.append(preds)
@@ -89,16 +89,30 @@ def evaluate_task(spec: TaskSpec, scorer: Scorer, test: Examples,
     return out
 
 
-def _score_choices(spec: TaskSpec, scorer: Scorer, kept: list[Example], prompts: list[str]):
+def _shown(spec: TaskSpec, p) -> str:
+    """The prompt as the model reads it (channel scoring: with the first label word)."""
+    if spec.scoring == "channel":
+        return p.context + next(iter(spec.doc_to_choice.values())) + spec.target_delimiter + p.query
+    return p.context
+
+
+def _score_choices(spec: TaskSpec, scorer: Scorer, kept: list[Example], prompts: list):
     labels = list(spec.doc_to_choice)
-    conts = [spec.target_delimiter + spec.doc_to_choice[k] for k in labels]
-    pairs = [(p, c) for p in prompts for c in conts]
+    if spec.scoring == "channel":  # P(query | label word): the query is the continuation
+        pairs = [(p.context + spec.doc_to_choice[k], spec.target_delimiter + p.query)
+                 for p in prompts for k in labels]
+        conts = [c for _, c in pairs]
+    else:
+        words = [spec.target_delimiter + spec.doc_to_choice[k] for k in labels]
+        pairs = [(p.context, c) for p in prompts for c in words]
+        conts = words * len(prompts)
     res = scorer.loglikelihood(pairs)
     preds, golds, probs, n_straddled = [], [], [], 0
     for i, ex in enumerate(kept):
         rs = res[i * len(labels):(i + 1) * len(labels)]
+        cs = conts[i * len(labels):(i + 1) * len(labels)]
         n_straddled += sum(r.straddled for r in rs)
-        scores = [_normalised(spec, r.logprob, r.n_tokens, c) for r, c in zip(rs, conts)]
+        scores = [_normalised(spec, r.logprob, r.n_tokens, c) for r, c in zip(rs, cs)]
         best = max(range(len(labels)), key=lambda j: (scores[j], -j))
         m = max(scores)
         z = sum(math.exp(s - m) for s in scores)

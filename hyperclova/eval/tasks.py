@@ -13,6 +13,9 @@ protocol adds (`runs`, `demonstrations`, `length_normalization`, `metric`, `form
     runs: 12                        # demonstration sets, each drawn with its own seed
     metric: accuracy                # accuracy macro_f1 sts korquad bleu
 
+`scoring: channel` turns a multiple-choice task around (the noisy-channel method): each label's
+word comes first and the text is scored after it, P(text | label), demonstrations likewise.
+
 Templates are Jinja2 as in lm-eval (`{{field}}`); a field the record lacks is an error naming the
 task file. The built-in tasks (hyperclova/eval/tasks/*.yaml) are written in this format.
 """
@@ -32,6 +35,7 @@ METRICS = {"multiple_choice": ("accuracy", "macro_f1", "sts"),
            "generate_until": ("korquad", "bleu", "exact_match")}
 DEMONSTRATIONS = ("per_run", "same_paragraph")
 LENGTH_NORMALIZATION = ("none", "tokens", "chars")
+SCORING = ("direct", "channel")
 
 
 @dataclass
@@ -51,6 +55,7 @@ class TaskSpec:
     runs: int = 1
     demonstrations: str = "per_run"
     length_normalization: str = "none"
+    scoring: str = "direct"  # multiple_choice: "direct" P(label | text), or "channel" P(text | label)
     generation_kwargs: dict = field(default_factory=lambda: {"until": ["\n"], "max_gen_toks": 32})
     options: dict = field(default_factory=dict)  # passed to the file reader (direction, labels, ...)
     target_lang: str = "en"  # BLEU tokenisation of the targets (ko: ko-mecab)
@@ -131,6 +136,8 @@ def validate_task(spec: TaskSpec) -> None:
         raise UserError(f"{where}: demonstrations must be one of {DEMONSTRATIONS}")
     if spec.length_normalization not in LENGTH_NORMALIZATION:
         raise UserError(f"{where}: length_normalization must be one of {LENGTH_NORMALIZATION}")
+    if spec.scoring not in SCORING:
+        raise UserError(f"{where}: scoring must be one of {SCORING}")
     if spec.num_fewshot < 0 or spec.runs < 1:
         raise UserError(f"{where}: num_fewshot must be >= 0 and runs >= 1")
 
