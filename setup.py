@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["hyperclova", "hyperclova.*"]),
-    package_data={"hyperclova": ["corpus/data/*", "corpus/data/**/*"]},
+    package_data={"hyperclova": ["corpus/data/*", "corpus/data/**/*", "eval/tasks/*.yaml"]},
     install_requires=[
         # torch is not pinned: any build >= 2.6 works, so GPU users keep their CUDA build and CPU
         # machines are not forced into a multi-GB download (the Makefile installs a CPU wheel).
@@ -29,6 +29,9 @@ setup(
     ],
     extras_require={
         "dev": ["pytest", "pytest-timeout", "hypothesis", "transformers>=4.40"],
+        # evaluation: lm-evaluation-harness bridge, BLEU (its ko-mecab uses mecab-ko, installed
+        # above), the AI Hub .xlsx reader and the task templates
+        "eval": ["lm-eval>=0.4.5", "sacrebleu>=2.3", "openpyxl>=3.1", "jinja2"],
         "mpi": ["mpi4py", "mpich"],
         "ray": ["ray"],
     },

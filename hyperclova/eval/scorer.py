@@ -232,7 +232,11 @@ class Scorer:
 
     def generate(self, contexts: Sequence[str], until: Sequence[str], max_new_tokens: int) -> list[str]:
         """Greedy continuation of each context, cut at the first stop string."""
-        rows = [(self.tok.encode(c), max_new_tokens) for c in contexts]
+        return self.generate_ids([self.tok.encode(c) for c in contexts], until, max_new_tokens)
+
+    def generate_ids(self, prompts: Sequence[list[int]], until: Sequence[str],
+                     max_new_tokens: int) -> list[str]:
+        rows = [(list(ids), max_new_tokens) for ids in prompts]
         for ids, _ in rows:
             if len(ids) + max_new_tokens > self.model.seq_len:
                 raise UserError(f"a prompt of {len(ids)} tokens plus {max_new_tokens} new tokens "
