@@ -13,7 +13,7 @@ empty sentence of a parallel pair) is skipped and counted, never silently lost.
 | `ynat` | `ynat-v1.1_*.json`: JSON array | guid, title, label (topic name) |
 | `klue-sts` | `klue-sts-v1.1_*.json`: JSON array | guid, sentence1, sentence2, label, real_label, binary_label |
 | `parallel` | AI Hub Ko-En `.xlsx`, `.csv` or `.tsv` with `원문`/`번역문` columns | source, target, ko, en |
-| `jsonl` | JSON lines or text through the shared reader (`hyperclova.data.reader`) | the record's keys |
+| `jsonl` | JSON lines or text through the one reader (`hyperclova.data.reader`) | the record's keys |
 """
 from __future__ import annotations
 

@@ -31,7 +31,17 @@ def load_split(spec: TaskSpec, split: str, path: Optional[str] = None) -> Option
     options = dict(spec.options)
     if spec.format == "ynat" and spec.doc_to_choice:
         options.setdefault("labels", tuple(spec.doc_to_choice))
+    if spec.format == "jsonl" and "json_keys" not in options:
+        # The text fields the prompt template reads must be present, non-empty strings.
+        options["json_keys"] = template_fields(spec.doc_to_text) or ("text",)
     return read_examples(spec.format, path, **options)
+
+
+def template_fields(template: str) -> tuple[str, ...]:
+    import jinja2
+    from jinja2 import meta
+
+    return tuple(sorted(meta.find_undeclared_variables(jinja2.Environment().parse(template))))
 
 
 def evaluate_task(spec: TaskSpec, scorer: Scorer, test: Examples,
@@ -196,7 +206,10 @@ def evaluate_perplexity(inputs: Sequence[str], scorer: Scorer, window: Optional[
     rolling windows; bits per character divide by Unicode characters, so models with different
     tokenizers compare fairly."""
     t0 = time.perf_counter()
-    docs = list(_perplexity_docs(inputs, scorer.tok, json_keys, limit))
+    from hyperclova.data.reader import ReadStats
+
+    stats = ReadStats()
+    docs = list(_perplexity_docs(inputs, scorer.tok, json_keys, limit, stats))
     if not docs:
         raise UserError(f"no documents to score in {list(inputs)}")
     items = [item for ids, _, _ in docs for item in scorer.rolling_windows(ids, window, stride)]
@@ -212,15 +225,18 @@ def evaluate_perplexity(inputs: Sequence[str], scorer: Scorer, window: Optional[
         "documents": len(docs), "tokens": total_tokens, "chars": total_chars,
         "window": window or scorer.model.seq_len, "stride": stride or window or scorer.model.seq_len,
     }
+    if stats.read:
+        log(stats.summary())
     log("perplexity: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in res.items()))
     return {"task": "perplexity", "metrics": {k: {"mean": res[k], "std": 0.0, "n": 1, "runs": [res[k]]}
                                               for k in ("perplexity", "bits_per_char", "bits_per_byte")},
             "n_examples": len(docs), "details": res, "inputs": list(inputs),
+            "read": stats.to_json() if stats.read else None,
             "wall_time_s": round(time.perf_counter() - t0, 3)}
 
 
-def _perplexity_docs(inputs, tok, json_keys, limit):
+def _perplexity_docs(inputs, tok, json_keys, limit, stats):
     """(token ids, characters, UTF-8 bytes) per document."""
     shards = [p for p in inputs if _shard_prefix(p)]
     texts = [p for p in inputs if not _shard_prefix(p)]
@@ -244,9 +260,8 @@ def _perplexity_docs(inputs, tok, json_keys, limit):
             if limit and n >= limit:
                 return
     if texts:
-        from hyperclova.data.reader import ReadStats, expand_inputs, iter_records
+        from hyperclova.data.reader import expand_inputs, iter_records
 
-        stats = ReadStats()
         for rec in iter_records(expand_inputs(texts), json_keys=tuple(json_keys), stats=stats):
             text = "\n".join(rec.texts)
             yield tok.encode(text), len(tok.normalize(text)), len(tok.normalize(text).encode("utf-8"))

@@ -112,3 +112,36 @@ def test_bad_input_is_one_line_exit_2(ckpt, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"error: {bad}:2: expected 3 tab-separated columns (id, document, label), got 2"]
+
+
+def test_jsonl_task_and_text_perplexity_go_through_the_one_reader(ckpt, tok, tmp_path):
+    import numpy as np
+
+    from hyperclova.data.indexed import ShardWriter, dtype_for_vocab
+
+    data = tmp_path / "qa.jsonl"
+    data.write_text('{"q": "하늘의 색은?", "a": "파랑", "label": 1}\n'
+                    'not json\n'
+                    '{"q": "바다의 색은?", "a": "파랑", "label": 0}\n'
+                    '{"a": "no question"}\n', encoding="utf-8")
+    (tmp_path / "t.yaml").write_text(
+        "task: qa\nformat: jsonl\ndata_files: {test: qa.jsonl}\noutput_type: multiple_choice\n"
+        "doc_to_text: \"질문: {{q}}\\n정답인가?\"\ndoc_to_target: \"{{label}}\"\n"
+        "doc_to_choice: [아니오, 예]\nmetric: accuracy\n", encoding="utf-8")
+    res = run_evaluation(ckpt, str(tmp_path / "t.yaml"), **QUIET)
+    assert res["n_examples"] == 2
+    assert res["data"]["test"]["skipped"] == {"invalid_json": 1, "missing_key": 1}
+    # perplexity of texts read as JSONL equals that of the same texts serialized into a shard
+    texts = ["오늘 서울의 날씨는 맑겠습니다.", "이 제품을 사용해 보니 정말 좋아요. " * 6]
+    jl = tmp_path / "valid.jsonl"
+    jl.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts) + "\n",
+                  encoding="utf-8")
+    docs = [tok.encode(t) + [tok.eod_id] for t in texts]
+    prefix = str(tmp_path / "valid_text_document")
+    w = ShardWriter(prefix, dtype_for_vocab(tok.vocab_size), tok.vocab_size)
+    w.add_documents(np.concatenate([np.array(d) for d in docs]), np.array([len(d) for d in docs]))
+    w.commit()
+    a = run_evaluation(ckpt, "perplexity", [str(jl)], window=32, stride=16, **QUIET)["details"]
+    b = run_evaluation(ckpt, "perplexity", [prefix], window=32, stride=16, **QUIET)["details"]
+    assert a["documents"] == b["documents"] == 2 and a["tokens"] == b["tokens"]
+    assert a["bits_per_char"] == pytest.approx(b["bits_per_char"], rel=1e-6)
