@@ -31,7 +31,7 @@ setup(
         "dev": ["pytest", "pytest-timeout", "hypothesis", "transformers>=4.40"],
         # evaluation: lm-evaluation-harness bridge, BLEU (its ko-mecab uses mecab-ko, installed
         # above), the AI Hub .xlsx reader and the task templates
-        "eval": ["lm-eval>=0.4.5", "sacrebleu>=2.3", "openpyxl>=3.1", "jinja2"],
+        "eval": ["lm-eval>=0.4.5", "accelerate", "sacrebleu>=2.3", "openpyxl>=3.1", "jinja2"],
         "mpi": ["mpi4py", "mpich"],
         "ray": ["ray"],
     },

@@ -242,8 +242,18 @@ class Scorer:
                 raise UserError(f"a prompt of {len(ids)} tokens plus {max_new_tokens} new tokens "
                                 f"exceeds the model's context of {self.model.seq_len}")
         outs = self._run(rows, self._gen_batch, lambda r: len(r[0]) + r[1])
-        return [truncate_at_stop(self.tok.decode([t for t in ids if t != self.tok.eod_id]), until)
-                for ids in outs]
+        return [truncate_at_stop(self._decode(ids), until) for ids in outs]
+
+    def _decode(self, ids: list[int]) -> str:
+        """Text of generated ids without the end-of-document token. A model's vocabulary may be
+        padded beyond the tokenizer's; ids there have no text and are dropped (a trained model
+        gives them no mass)."""
+        n = self._n_token_ids()
+        return self.tok.decode([t for t in ids if t != self.tok.eod_id and t < n])
+
+    def _n_token_ids(self) -> int:
+        hf = self.tok.hf_tokenizer
+        return hf.get_vocab_size(with_added_tokens=True) if hf is not None else self.tok.vocab_size
 
     def _gen_batch(self, batch: list[tuple[list[int], int]]) -> list[list[int]]:
         prompts, n_new = [ids for ids, _ in batch], batch[0][1]
@@ -266,8 +276,9 @@ class Scorer:
             last = torch.tensor([len(s) - 1 for s in seqs])
             for b, s in enumerate(seqs):
                 tokens[b, : len(s)] = torch.tensor(s)
+            n_ids = self._n_token_ids()  # never pick a padded-vocabulary id
             nxt = self.model.forward_eval(
-                tokens, lambda logits: logits[torch.arange(len(seqs)), last.to(logits.device)].argmax(-1))
+                tokens, lambda logits: logits[torch.arange(len(seqs)), last.to(logits.device), :n_ids].argmax(-1))
             for b, t in enumerate(nxt.tolist()):
                 if not done[b]:
                     seqs[b].append(t)
