@@ -53,33 +53,53 @@ class PlainModel:
         return reduce(self.plain_model(tokens.to(self.device)).float())
 
     @torch.no_grad()
-    def score_continuations(self, prefix: list[int], conts: list[list[int]]) -> list[tuple[float, bool]]:
-        """(log-probability, greedy) of each continuation after one shared prefix: the prefix
-        runs once into a KV cache, copied to one row per continuation, and the continuations run
-        as one batch on top of it."""
+    def score_groups(self, groups: list[tuple[list[int], list[list[int]]]]) -> list[list[tuple[float, bool]]]:
+        """(log-probability, greedy) of each continuation of each (prefix, continuations) group.
+        The prefixes run once, left-padded into one batch with a KV cache; the cache is copied to
+        one row per continuation, and all continuations run as one batch on top of it."""
+        from hyperclova.generate import _mask  # the generator's padding-aware causal mask
         from hyperclova.model.gpt import KVCache
 
         m, dev = self.plain_model, self.device
-        n, P, C = len(conts), len(prefix), max(len(c) for c in conts)
-        shape = (1, m.cfg.n_heads, P + C - 1, m.cfg.d_head)
+        G, P = len(groups), max(len(p) for p, _ in groups)
+        C = max(len(c) for _, cs in groups for c in cs)
+        total = P + C - 1
+        tokens = torch.zeros(G, P, dtype=torch.long)
+        valid = torch.zeros(G, total, dtype=torch.bool)
+        for g, (prefix, _) in enumerate(groups):
+            tokens[g, P - len(prefix):] = torch.tensor(prefix)
+            valid[g, P - len(prefix):P] = True
+        positions = (valid[:, :P].long().cumsum(1) - 1).clamp(min=0)
+        shape = (G, m.cfg.n_heads, total, m.cfg.d_head)
         dtype = m.tok_emb.weight.dtype
         caches = {k: KVCache(torch.zeros(shape, dtype=dtype, device=dev),
                              torch.zeros(shape, dtype=dtype, device=dev)) for k in m.layers}
-        first = m(torch.tensor([prefix], device=dev), caches=caches)[0, -1].float().log_softmax(-1)
-        lps = [[first[c[0]].item()] for c in conts]
-        greedy = [[first.argmax().item() == c[0]] for c in conts]
+        first = m(tokens.to(dev), positions.to(dev), _mask(valid[:, :P], P).to(dev),
+                  caches)[:, -1].float().log_softmax(-1)
+        out = [[([first[g, c[0]].item()], [first[g].argmax().item() == c[0]]) for c in cs]
+               for g, (_, cs) in enumerate(groups)]
         if C > 1:
-            caches = {k: KVCache(c.k.expand(n, -1, -1, -1).clone(), c.v.expand(n, -1, -1, -1).clone())
-                      for k, c in caches.items()}
-            tokens = torch.zeros(n, C - 1, dtype=torch.long)
-            for b, c in enumerate(conts):
-                tokens[b, : len(c) - 1] = torch.tensor(c[:-1])
-            logp = m(tokens.to(dev), caches=caches, start=P).float().log_softmax(-1)
-            for b, c in enumerate(conts):
-                for j in range(1, len(c)):
-                    lps[b].append(logp[b, j - 1, c[j]].item())
-                    greedy[b].append(logp[b, j - 1].argmax().item() == c[j])
-        return [(sum(lp), all(g)) for lp, g in zip(lps, greedy)]
+            owner = [(g, j) for g, (_, cs) in enumerate(groups) for j in range(len(cs))]
+            idx = torch.tensor([g for g, _ in owner], device=dev)
+            caches = {k: KVCache(c.k[idx].clone(), c.v[idx].clone()) for k, c in caches.items()}
+            R = len(owner)
+            ctoks = torch.zeros(R, C - 1, dtype=torch.long)
+            cvalid = valid[idx.cpu()].clone()
+            cpos = torch.zeros(R, C - 1, dtype=torch.long)
+            for r, (g, j) in enumerate(owner):
+                c = groups[g][1][j]
+                ctoks[r, : len(c) - 1] = torch.tensor(c[:-1])
+                cvalid[r, P:P + len(c) - 1] = True
+                cpos[r] = len(groups[g][0]) + torch.arange(C - 1)
+            logp = m(ctoks.to(dev), cpos.to(dev), _mask(cvalid, C - 1).to(dev), caches,
+                     P).float().log_softmax(-1)
+            for r, (g, j) in enumerate(owner):
+                c = groups[g][1][j]
+                lps, greedy = out[g][j]
+                for t in range(1, len(c)):
+                    lps.append(logp[r, t - 1, c[t]].item())
+                    greedy.append(logp[r, t - 1].argmax().item() == c[t])
+        return [[(sum(lps), all(gr)) for lps, gr in row] for row in out]
 
 
 @dataclass
@@ -156,7 +176,7 @@ class Scorer:
                                 f"context of {L}")
             ids = ids[-(L + 1):]
             rows.append((ids[:-1], ids[1:], n_cont))
-        shared = getattr(self.model, "score_continuations", None)
+        shared = getattr(self.model, "score_groups", None)
         groups: dict[tuple, list[int]] = {}
         if shared is not None:
             for i, (inp, _, n_cont) in enumerate(rows):
@@ -171,8 +191,9 @@ class Scorer:
             results[i] = LLResult(*r)
         group_rows = [(list(prefix), [rows[i][1][-rows[i][2]:] for i in idx])
                       for prefix, idx in groups.items()]
-        outs = self._run(group_rows, lambda batch: [shared(p, cs) for p, cs in batch],
-                         lambda g: len(g[0]) * len(g[1]) + sum(map(len, g[1])))
+        # Batched by the KV-cache footprint: prefix length times continuations.
+        outs = self._run(group_rows, lambda batch: shared(batch),
+                         lambda g: (len(g[0]) + max(map(len, g[1]))) * len(g[1]))
         for idx, res in zip(groups.values(), outs):
             for i, (lp, g) in zip(idx, res):
                 results[i] = LLResult(lp, rows[i][2], g)
