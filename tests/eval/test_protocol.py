@@ -96,3 +96,31 @@ def test_task_file_errors_name_the_file(tmp_path):
     ex = read_examples("nsmc", FIXTURES / "ratings_test.txt").items[0]
     with pytest.raises(UserError, match=r"t.yaml: template .* uses a field the record at .*ratings_test.txt:2 lacks"):
         PromptBuilder(spec, len, 100).build(ex, [], 0)
+
+
+def test_channel_scoring_puts_the_label_first(nsmc):
+    spec, train, test = nsmc
+    ch = spec.replace(scoring="channel", target_delimiter="\n")
+    demos = draw_demonstrations(ch, 0, train)[:2]
+    assert demo_text(ch, demos[0]) == (("긍정" if demos[0].fields["label"] else "부정") + "\n문장: "
+                                       + demos[0].fields["document"] + "\n감정:")
+    p = PromptBuilder(ch, len, budget=10_000).build(test[0], demos, reserve=3)
+    assert p.context == "".join(demo_text(ch, d) + "\n\n" for d in demos)  # the query comes after
+    assert p.query == "문장: 굳 ㅋ\n감정:"
+
+
+def test_demo_task_files_are_in_the_official_formats(tmp_path):
+    from hyperclova.eval.demo import build_demo_tasks
+
+    tasks = build_demo_tasks(tmp_path, n_docs=3000, n_test=40, n_train=20)
+    topic, sentiment = load_task(str(tasks["topic"])), load_task(str(tasks["sentiment"]))
+    y = read_examples("ynat", tmp_path / "ynat_test.json", labels=tuple(topic.doc_to_choice))
+    n = read_examples("nsmc", tmp_path / "ratings_test.txt")
+    assert len(y) == 40 and len(read_examples("ynat", tmp_path / "ynat_train.json",
+                                              labels=tuple(topic.doc_to_choice))) == 20
+    both = n.items + read_examples("nsmc", tmp_path / "ratings_train.txt").items
+    labels = [e.fields["label"] for e in both]
+    assert len(labels) == 60 and labels.count(0) == labels.count(1)  # balanced, as NSMC
+    assert sentiment.scoring == topic.scoring == "channel"
+    # held out: generated with another seed than the demo corpus (seed 0)
+    assert all(e.fields["id"].startswith("syn1-") for e in n.items)
