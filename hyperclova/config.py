@@ -18,31 +18,18 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from hyperclova.errors import UserError, read_yaml_mapping
+from hyperclova.model.config import ModelConfig
+from hyperclova.model.presets import PRESETS, preset_lr
+
+__all__ = ["Config", "ConfigError", "ModelConfig", "load_config", "dump_yaml", "from_dict",
+           "to_dict", "validate"]
+
+
+SDPA_BACKENDS = ("cudnn", "flash", "efficient", "math")
 
 
 class ConfigError(UserError, ValueError):
     """A user mistake in a config file or override; the message names the key."""
-
-
-@dataclass
-class ModelConfig:
-    preset: Optional[str] = None  # name from the size table this was filled from, informational
-    n_layers: int = 2
-    d_model: int = 128
-    n_heads: int = 4
-    vocab_size: int = 64000
-    seq_len: int = 2048
-    dropout: float = 0.0
-    ln_eps: float = 1e-5
-    init_std: float = 0.02
-
-    @property
-    def d_head(self) -> int:
-        return self.d_model // self.n_heads
-
-    @property
-    def d_ff(self) -> int:
-        return 4 * self.d_model
 
 
 @dataclass
@@ -81,10 +68,21 @@ class TrainConfig:
     micro_batch_size: int = 8  # sequences per forward/backward on one rank
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda
-    dtype: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    # auto: bf16 autocast on a GPU that supports bf16, fp32 elsewhere
+    dtype: Literal["auto", "fp32", "bf16"] = "auto"
     eval_interval: int = 100  # 0 disables validation
     eval_iters: int = 10
+    # A step whose loss or gradient norm is not finite: stop the run, or skip the step (no update).
     on_nonfinite: Literal["stop", "skip"] = "stop"
+    max_skipped_steps: int = 100  # with skip: stop once more steps than this were skipped in all
+    max_consecutive_skips: int = 10  # with skip: stop once more than this many in a row
+    # The output layer and cross-entropy run over chunks of this many tokens, so the (tokens x
+    # vocabulary) fp32 logits never exist at once; 0: one chunk per micro-batch.
+    loss_chunk_tokens: int = 1024
+    # Scaled-dot-product attention kernels in order of preference (cudnn, flash, efficient, math);
+    # None: cudnn first on Hopper and newer GPUs, torch's own choice elsewhere.
+    sdpa_backends: Optional[list] = None
+    float8: bool = False  # float8 linear layers through torchao (pip install -e .[float8]; sm89+)
     threads: Optional[int] = None  # torch intra-op threads on CPU; None leaves torch's default
     exit_after: Optional[int] = None  # save and stop after this many steps in this invocation
     dist_timeout_s: int = 600  # process-group timeout: a hung or dead rank fails the job after this
@@ -118,8 +116,14 @@ class ParallelConfig:
     sequence_parallel: bool = False
     schedule: str = "1f1b"
     microbatches: Optional[int] = None  # None: the gradient-accumulation count
+    # selective: keep matmul and attention outputs, recompute the rest of a block; full: the block
     recompute: Literal["none", "selective", "full"] = "none"
-    compile: bool = False
+    compile: Optional[bool] = None  # torch.compile each block; None: on for CUDA, off on CPU
+    # FSDP2 (dp_shard > 1): 3 gathers a block's weights for its forward and again for backward;
+    # 2 keeps them gathered from the first forward of a step to the optimizer step (one all-gather
+    # per step, more memory: for models whose bf16 weights fit).
+    zero_stage: Literal[2, 3] = 3
+    async_tp: bool = False  # overlap TP collectives with matmuls (CUDA, compile, tp > 1)
     debug: bool = False  # TORCH_DISTRIBUTED_DEBUG=DETAIL: check every collective's shape and order
 
 
@@ -136,11 +140,7 @@ class Config:
 
     @property
     def lr(self) -> float:
-        if self.train.lr is not None:
-            return self.train.lr
-        from hyperclova.model.presets import PRESET_LR
-
-        return PRESET_LR.get(self.model.preset or "", 3e-4)
+        return self.train.lr if self.train.lr is not None else preset_lr(self.model.preset)
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -231,8 +231,6 @@ def to_dict(cfg: Any) -> dict:
 
 
 def _preset_dict(name: str, key: str) -> dict:
-    from hyperclova.model.presets import PRESETS
-
     if name not in PRESETS:
         raise ConfigError(f"{key}: unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return to_dict(PRESETS[name])
@@ -291,6 +289,15 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{key} must be positive, got {val}")
     if not 0.0 <= m.dropout < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {m.dropout}")
+    for key, val in [("train.loss_chunk_tokens", t.loss_chunk_tokens),
+                     ("train.max_skipped_steps", t.max_skipped_steps),
+                     ("train.max_consecutive_skips", t.max_consecutive_skips)]:
+        if val < 0:
+            raise ConfigError(f"{key} must be 0 or more, got {val}")
+    if t.sdpa_backends is not None:
+        bad = [b for b in t.sdpa_backends if b not in SDPA_BACKENDS]
+        if bad or not t.sdpa_backends:
+            raise ConfigError(f"train.sdpa_backends: {bad or '[]'} not in {list(SDPA_BACKENDS)}")
     if cfg.checkpoint.keep_last < 1:
         raise ConfigError(f"checkpoint.keep_last must be at least 1, got {cfg.checkpoint.keep_last}")
 

@@ -7,20 +7,25 @@ This file knows nothing of parallelism. Two things make it easy to parallelise f
 - blocks live in `layers`, an nn.ModuleDict keyed by the global layer index, so a pipeline stage
   keeps its subset and its checkpoint keys stay those of the full model;
 - the embedding (`tok_emb`, `pos_emb`) and the head (`ln_f`, `lm_head`) may be set to None: a
-  stage without embedding takes hidden states, a stage without head returns them.
+  stage without embedding takes hidden states, a stage without head returns them;
+- `skip_head = True` makes forward stop after the final LayerNorm, so a caller can apply the output
+  projection itself (the engine fuses it with the loss, docs/parallel.md);
+- initialisation is per parameter: each one is drawn from its own generator, seeded by the run's
+  seed and the parameter's name, so a shard of it can be initialised alone, exactly.
 Attention infers the number of heads from the `qkv` output, so a column-sharded `qkv` (tensor
 parallel) simply runs with its local heads: the weight rows are laid out head by head.
 """
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hyperclova.config import ModelConfig
+from hyperclova.model.config import ModelConfig
 
 
 @dataclass
@@ -99,6 +104,7 @@ class GPT(nn.Module):
         self.layers = nn.ModuleDict({str(i): Block(cfg) for i in range(cfg.n_layers)})
         self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.skip_head = False  # True: forward returns the final LayerNorm's output
         self.tie_weights()
 
     def tie_weights(self) -> None:
@@ -121,41 +127,72 @@ class GPT(nn.Module):
             x = layer(x, attn_mask, caches[key] if caches else None, start)
         if self.ln_f is not None:
             x = self.ln_f(x)
-        if self.lm_head is not None:
+        if self.lm_head is not None and not self.skip_head:
             x = self.lm_head(x)
         return x
 
-    @torch.no_grad()
-    def init_weights(self, generator: torch.Generator | None = None) -> None:
-        """GPT-2/3 initialisation: N(0, init_std), residual output projections scaled by
-        1/sqrt(2 * n_layers); biases zero, LayerNorms identity. Deterministic per seed."""
+    def init_param(self, name: str, t: torch.Tensor, generator: torch.Generator | None) -> None:
+        """Fill `t` with the initial value of this model's parameter `name` (a plain-model FQN):
+        GPT-2/3's N(0, init_std), residual output projections scaled by 1/sqrt(2 * n_layers);
+        biases zero, LayerNorms identity."""
         std = self.cfg.init_std
-        out_std = std / math.sqrt(2 * self.cfg.n_layers)
-        for name, module in self.named_modules():
-            if isinstance(module, nn.Linear):
+        module, _, kind = name.rpartition(".")
+        if module.endswith(("ln_1", "ln_2")) or module == "ln_f":
+            nn.init.ones_(t) if kind == "weight" else nn.init.zeros_(t)
+        elif kind == "bias":
+            nn.init.zeros_(t)
+        elif module.endswith(("attn.proj", "mlp.fc2")):
+            nn.init.normal_(t, 0.0, std / math.sqrt(2 * self.cfg.n_layers), generator=generator)
+        elif module.endswith(("attn.qkv", "mlp.fc1")) or module in ("tok_emb", "pos_emb", "lm_head"):
+            nn.init.normal_(t, 0.0, std, generator=generator)
+        else:
+            raise ValueError(f"no initialiser for parameter {name!r}: a module added by a model "
+                             "transform must define param_init(name, tensor, generator)")
+
+    @torch.no_grad()
+    def init_weights(self, seed: int) -> None:
+        """Initialise every parameter in place, deterministically per seed (see init_parameter)."""
+        for mod_name, module in self.named_modules():
+            for pname, p in module.named_parameters(recurse=False):
+                fqn = f"{mod_name}.{pname}" if mod_name else pname
                 if module is self.lm_head and self.tok_emb is not None:
                     continue  # tied: initialised as the embedding
-                is_out = name.endswith(("attn.proj", "mlp.fc2"))
-                nn.init.normal_(module.weight, 0.0, out_std if is_out else std, generator=generator)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, 0.0, std, generator=generator)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+                init_parameter(self, module, fqn, pname, p, seed)
+
+
+TIED_TO = {"lm_head.weight": "tok_emb.weight"}  # a stage's own copy of the tied output weight
+
+
+def parameter_seed(seed: int, name: str) -> int:
+    """The seed of parameter `name`'s generator: the run's seed mixed with a hash of the name."""
+    name = TIED_TO.get(name, name)
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % 2**63
+
+
+def init_parameter(model: GPT, module: nn.Module, fqn: str, local_name: str, t: torch.Tensor,
+                   seed: int) -> None:
+    """Fill `t`, the whole value of parameter `fqn` (held by `module` as `local_name`), from its
+    own generator. A module added by a model transform (an adapter) initialises its parameters
+    through a `param_init(local_name, tensor, generator)` method."""
+    generator = torch.Generator(device=t.device).manual_seed(parameter_seed(seed, fqn))
+    if hasattr(module, "param_init"):
+        module.param_init(local_name, t, generator)
+    else:
+        model.init_param(TIED_TO.get(fqn, fqn), t, generator)
 
 
 def build_model(cfg: ModelConfig, device: torch.device | str = "cpu", seed: int | None = None) -> GPT:
-    """Build on the meta device (no memory), then materialise on `device` and initialise."""
+    """A plain single-device model: built on the meta device (no memory), then materialised on
+    `device` and initialised (from the global torch RNG when `seed` is None). The training
+    engine builds every layout, one device included, through hyperclova.parallel.build instead;
+    both give the same weights for the same seed."""
     with torch.device("meta"):
         model = GPT(cfg)
     model.to_empty(device=device)
     model.tie_weights()
-    generator = None
-    if seed is not None:
-        generator = torch.Generator(device=device).manual_seed(seed)
-    model.init_weights(generator)
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, ()).item())
+    model.init_weights(seed)
     return model
 
 

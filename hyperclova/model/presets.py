@@ -4,9 +4,7 @@
 """
 from __future__ import annotations
 
-import torch
-
-from hyperclova.config import ModelConfig
+from hyperclova.model.config import ModelConfig
 
 # name: (n_layers, d_model, n_heads, lr); d_head = d_model / n_heads, seq 2048, vocab 64,000
 TABLE_2 = {
@@ -29,10 +27,18 @@ PRESETS: dict[str, ModelConfig] = {
 PRESETS["tiny"] = ModelConfig(preset="tiny", n_layers=4, d_model=128, n_heads=4, vocab_size=4096,
                               seq_len=256)
 PRESET_LR = {name: lr for name, (*_, lr) in TABLE_2.items()} | {"tiny": 1e-3}
+DEFAULT_LR = 3e-4  # a custom (preset-less) model
+
+
+def preset_lr(preset: str | None) -> float:
+    """Table 2's learning rate of a preset (DEFAULT_LR for a custom model)."""
+    return PRESET_LR.get(preset or "", DEFAULT_LR)
 
 
 def count_params(cfg: ModelConfig) -> int:
     """Exact parameter count, from a model instantiated on the meta device (no memory used)."""
+    import torch
+
     from hyperclova.model.gpt import GPT, num_params
 
     with torch.device("meta"):

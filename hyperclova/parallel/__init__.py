@@ -1,5 +1,6 @@
 """Tensor (+sequence), pipeline and data parallelism for the plain GPT, on one DeviceMesh.
 
-`build_parallel_engine(cfg, device)` (engine.py) is the entry point; `train/engine.py`'s
-`build_engine` calls it when any degree in `cfg.parallel` is above 1. See docs/parallel.md.
+`layout.py` is the one layout type and its checks, `build.py` the one build path (every layout,
+one device included); `hyperclova.train.engine.build_engine` is the entry point. See
+docs/parallel.md.
 """

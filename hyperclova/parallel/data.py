@@ -1,7 +1,14 @@
 """Data parallelism on FSDP2: `dp_shard > 1` shards parameters, gradients and optimizer state
-(ZeRO-3) with `fully_shard`, hybrid (HSDP) when `dp_replicate > 1` too; `dp_shard == 1` is DDP
-through `replicate`, FSDP2's replicated twin. Both are applied per block, so each block's gradient
-reduction overlaps the backward of the blocks before it, then to the root for the rest."""
+with `fully_shard`, hybrid (HSDP: sharded inside a group, replicated across groups) when
+`dp_replicate > 1` too; `dp_shard == 1` is DDP through `replicate`, FSDP2's replicated twin. Both
+are applied per block, so each block's gradient reduction overlaps the backward of the blocks
+before it, then to the root for the rest.
+
+`parallel.zero_stage` picks what FSDP2 frees between uses (docs/parallel.md): 3 reshards each
+block's weights after its forward and gathers them again for backward; 2 keeps them gathered
+until the optimizer step (one all-gather per step, the whole bf16 weights resident), which is
+ZeRO-2's trade: sharded gradients and optimizer state, replicated compute weights.
+"""
 from __future__ import annotations
 
 import torch
@@ -10,7 +17,7 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 from hyperclova.model.gpt import GPT
-from hyperclova.parallel.mesh import ParallelDims
+from hyperclova.parallel.layout import Layout
 
 
 def mixed_precision(param_dtype: torch.dtype | None) -> MixedPrecisionPolicy:
@@ -20,21 +27,20 @@ def mixed_precision(param_dtype: torch.dtype | None) -> MixedPrecisionPolicy:
     return MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
 
 
-def apply_dp(model: GPT, mesh: DeviceMesh, dims: ParallelDims,
-             param_dtype: torch.dtype | None = None, reshard_after_forward: bool = True) -> None:
+def apply_dp(model: GPT, mesh: DeviceMesh, lay: Layout, param_dtype: torch.dtype | None = None) -> None:
     """Wrap `model` (a whole model or a pipeline stage) in place over the data-parallel dims.
-    Under pipelining keep parameters gathered between the micro-batches' forward and backward
-    (reshard_after_forward=False) instead of re-gathering them for every micro-batch."""
+    Under pipelining, or with zero_stage 2, parameters stay gathered between the micro-batches'
+    forward and backward instead of being re-gathered for every micro-batch."""
     mp = mixed_precision(param_dtype)
-    if dims.dp_shard > 1:
-        names = ("dp_replicate", "dp_shard") if dims.dp_replicate > 1 else ("dp_shard",)
+    keep_gathered = lay.pp > 1 or lay.zero_stage == 2
+    if lay.dp_shard > 1:
+        names = ("dp_replicate", "dp_shard") if lay.dp_replicate > 1 else ("dp_shard",)
         wrap = lambda m, **kw: fully_shard(m, mesh=mesh[names], mp_policy=mp, **kw)  # noqa: E731
     else:
         wrap = lambda m, **kw: replicate(m, mesh=mesh["dp_replicate"], mp_policy=mp)  # noqa: E731
     blocks = list(model.layers.values())
     for i, block in enumerate(blocks):
         # The last block's parameters are needed again at once by backward: keep them gathered.
-        reshard = reshard_after_forward and i < len(blocks) - 1
-        kw = {"reshard_after_forward": reshard} if dims.dp_shard > 1 else {}
-        wrap(block, **kw)
-    wrap(model, **({"reshard_after_forward": False} if dims.dp_shard > 1 else {}))
+        reshard = not keep_gathered and i < len(blocks) - 1
+        wrap(block, **({"reshard_after_forward": reshard} if lay.dp_shard > 1 else {}))
+    wrap(model, **({"reshard_after_forward": False} if lay.dp_shard > 1 else {}))

@@ -3,12 +3,13 @@
 
 Stage s of S = pp*vpp holds layers [s*L/S, (s+1)*L/S); the first stage also holds the embeddings,
 the last one the final LayerNorm and the output projection. Stages are placed on pipeline ranks in
-a loop: stage s on rank s % pp.
-Each stage is a `GPT` with the other parts set to None, so its parameter names (and checkpoint
-keys) are those of the full model.
+a loop: stage s on rank s % pp (hyperclova/parallel/layout.py).
+Each stage is a copy of the (meta-device) model with the other parts removed, so its parameter
+names (and checkpoint keys) are those of the full model.
 """
 from __future__ import annotations
 
+import copy
 import itertools
 
 import torch
@@ -20,41 +21,32 @@ from torch.distributed.pipelining.schedules import (
     get_schedule_class,
 )
 
-from hyperclova.config import ModelConfig
 from hyperclova.model.gpt import GPT
-from hyperclova.parallel.mesh import SCHEDULES
+from hyperclova.parallel.layout import SCHEDULES
 
 
-def stage_ids(pp_rank: int, pp: int, vpp: int) -> list[int]:
-    """Global stage indices held by pipeline rank `pp_rank`, in execution order."""
-    return [pp_rank + v * pp for v in range(vpp)]
-
-
-def stage_layers(stage: int, n_stages: int, n_layers: int) -> range:
-    per = n_layers // n_stages
-    return range(stage * per, (stage + 1) * per)
-
-
-def cut_stage(cfg: ModelConfig, stage: int, n_stages: int) -> GPT:
-    """A GPT on the meta device holding only stage `stage`'s parts (materialise it afterwards)."""
-    with torch.device("meta"):
-        model = GPT(cfg)
-    keep = {str(i) for i in stage_layers(stage, n_stages, cfg.n_layers)}
-    for key in list(model.layers.keys()):
+def cut_stage(model: GPT, stage: int, n_stages: int) -> GPT:
+    """A copy of `model` (on the meta device: copying costs no memory) holding only stage
+    `stage`'s parts."""
+    per = len(model.layers) // n_stages
+    part = copy.deepcopy(model)
+    keep = set(list(model.layers.keys())[stage * per:(stage + 1) * per])
+    for key in list(part.layers.keys()):
         if key not in keep:
-            del model.layers[key]
+            del part.layers[key]
     if stage > 0:
-        model.tok_emb = model.pos_emb = None
+        part.tok_emb = part.pos_emb = None
     if stage < n_stages - 1:
-        model.ln_f = model.lm_head = None
-    return model
+        part.ln_f = part.lm_head = None
+    return part
 
 
 def build_schedule(stages: list[nn.Module], stage_idx: list[int], n_stages: int,
                    device: torch.device, group: dist.ProcessGroup, schedule: str,
                    n_micro: int, loss_fn):
     """Wrap this rank's stage modules in PipelineStages and a schedule that averages the
-    per-micro-batch mean losses' gradients over `n_micro` (scale_grads)."""
+    per-micro-batch mean losses' gradients over `n_micro` (scale_grads). The last stage returns
+    hidden states; `loss_fn(hidden, labels)` applies the output layer with the loss."""
     pstages = [PipelineStage(m, i, n_stages, device, group=group) for m, i in zip(stages, stage_idx)]
     cls = get_schedule_class(SCHEDULES[schedule][0])
     if issubclass(cls, PipelineScheduleSingle):
@@ -63,12 +55,14 @@ def build_schedule(stages: list[nn.Module], stage_idx: list[int], n_stages: int,
 
 
 def build_eval_schedule(stages: list[nn.Module], stage_idx: list[int], n_stages: int,
-                        device: torch.device, group: dist.ProcessGroup, schedule: str, loss_fn):
-    """A forward-only schedule over whole (un-split) evaluation batches."""
+                        device: torch.device, group: dist.ProcessGroup):
+    """A forward-only schedule over one whole (un-split) batch; `eval()` returns the last stage's
+    hidden states on the rank that runs it. Stages learn their activation shapes on the first
+    call, so the caller keeps one schedule per batch shape."""
     pstages = [PipelineStage(m, i, n_stages, device, group=group) for m, i in zip(stages, stage_idx)]
     if len(pstages) == 1:
-        return get_schedule_class("GPipe")(pstages[0], n_microbatches=1, loss_fn=loss_fn)
-    return get_schedule_class("LoopedBFS")(pstages, n_microbatches=1, loss_fn=loss_fn)
+        return get_schedule_class("GPipe")(pstages[0], n_microbatches=1)
+    return get_schedule_class("LoopedBFS")(pstages, n_microbatches=1)
 
 
 def tied_embedding_groups(mesh, first_stage_rank: int, last_stage_rank: int):

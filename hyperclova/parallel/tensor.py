@@ -2,10 +2,13 @@
 
 Per block: `qkv` and `fc1` are column-parallel (each rank holds whole heads / a slice of the MLP),
 `proj` and `fc2` row-parallel (one all-reduce, or a reduce-scatter under sequence parallelism, per
-sub-layer). The token embedding is vocab-parallel and shares its sharded weight with the output
-projection, whose logits stay vocab-sharded for `loss_parallel`'s cross-entropy, so the full
-(tokens x vocab) logits never exist on one rank. With sequence parallelism the LayerNorm, dropout
-and residual regions hold 1/tp of the sequence each.
+sub-layer). The token embedding is vocab-parallel; the output projection shares its sharded
+weight and is applied by the engine together with the loss (hyperclova/parallel/loss.py), so the
+full (tokens x vocab) logits never exist on one rank. With sequence parallelism the LayerNorm,
+dropout and residual regions hold 1/tp of the sequence each.
+
+Applied on the meta device, before anything is materialised: `src_data_rank=None` keeps DTensor
+from broadcasting (there is nothing to broadcast yet; the engine initialises every local shard).
 """
 from __future__ import annotations
 
@@ -21,7 +24,11 @@ from torch.distributed.tensor.parallel import (
     parallelize_module,
 )
 
+from hyperclova.config import ConfigError
 from hyperclova.model.gpt import GPT
+
+# Linear layers of a block -> how tensor parallelism splits them (the planner counts from this).
+TP_PLAN = {"attn.qkv": "colwise", "attn.proj": "rowwise", "mlp.fc1": "colwise", "mlp.fc2": "rowwise"}
 
 
 def apply_tp(model: GPT, tp_mesh: DeviceMesh, sequence_parallel: bool) -> None:
@@ -33,33 +40,33 @@ def apply_tp(model: GPT, tp_mesh: DeviceMesh, sequence_parallel: bool) -> None:
             # Block calls attn(x, attn_mask, cache, start): only x is an activation.
             "attn": PrepareModuleInput(input_layouts=(act, None, None, None),
                                        desired_input_layouts=(Replicate(), None, None, None)),
-            "attn.qkv": ColwiseParallel(),
-            "attn.proj": RowwiseParallel(output_layouts=act),
             "mlp": PrepareModuleInput(input_layouts=(act,), desired_input_layouts=(Replicate(),)),
-            "mlp.fc1": ColwiseParallel(),
-            "mlp.fc2": RowwiseParallel(output_layouts=act),
         }
+        for name, kind in TP_PLAN.items():
+            plan[name] = ColwiseParallel() if kind == "colwise" else RowwiseParallel(output_layouts=act)
         if sequence_parallel:
             plan["ln_1"] = SequenceParallel()
             plan["ln_2"] = SequenceParallel()
         else:
             _replicated(block.ln_1, tp_mesh, Replicate())
             _replicated(block.ln_2, tp_mesh, Replicate())
-        parallelize_module(block, tp_mesh, plan)
+        parallelize_module(block, tp_mesh, plan, src_data_rank=None)
     if model.tok_emb is not None:
         parallelize_module(model.tok_emb, tp_mesh,
-                           RowwiseParallel(input_layouts=Replicate(), output_layouts=act))
+                           RowwiseParallel(input_layouts=Replicate(), output_layouts=act),
+                           src_data_rank=None)
         _replicated(model.pos_emb, tp_mesh, Shard(0) if sequence_parallel else Replicate())
     if model.ln_f is not None:
-        if sequence_parallel:
-            parallelize_module(model.ln_f, tp_mesh, SequenceParallel())
+        if sequence_parallel:  # the output stays a sequence-sharded DTensor for the loss
+            parallelize_module(model.ln_f, tp_mesh, SequenceParallel(), src_data_rank=None)
         else:
             _replicated(model.ln_f, tp_mesh, Replicate())
-    if model.lm_head is not None:
-        # Vocab-sharded logits as a DTensor: the loss runs under loss_parallel().
-        parallelize_module(model.lm_head, tp_mesh, ColwiseParallel(
-            input_layouts=act, output_layouts=Shard(-1), use_local_output=False))
-    model.tie_weights()  # both sides are Shard(0) over the vocabulary: share the DTensor again
+    if model.lm_head is not None and model.tok_emb is None:
+        # A head-only pipeline stage: its own copy of the vocab-parallel weight.
+        w = model.lm_head.weight
+        model.lm_head.weight = nn.Parameter(distribute_tensor(w, tp_mesh, [Shard(0)],
+                                                              src_data_rank=None))
+    model.tie_weights()  # the head shares the embedding's vocab-sharded DTensor
 
 
 def _replicated(module: nn.Module, tp_mesh: DeviceMesh, out_placement) -> None:
@@ -69,7 +76,8 @@ def _replicated(module: nn.Module, tp_mesh: DeviceMesh, out_placement) -> None:
 
     def partition(name, mod, mesh):
         for pname, param in list(mod.named_parameters(recurse=False)):
-            mod.register_parameter(pname, nn.Parameter(distribute_tensor(param, mesh, [Replicate()])))
+            dt = distribute_tensor(param, mesh, [Replicate()], src_data_rank=None)
+            mod.register_parameter(pname, nn.Parameter(dt))
 
     def input_fn(mod, inputs, mesh):
         return tuple(DTensor.from_local(x, mesh, [Replicate()], run_check=False)
@@ -80,3 +88,18 @@ def _replicated(module: nn.Module, tp_mesh: DeviceMesh, out_placement) -> None:
         return out.redistribute(mesh, [out_placement]).to_local()
 
     distribute_module(module, tp_mesh, partition, input_fn, output_fn)
+
+
+def enable_async_tp(tp_mesh: DeviceMesh, device: torch.device, compiled: bool) -> None:
+    """Async tensor parallelism: inductor's micro-pipelining splits each TP collective and its
+    matmul into pieces that overlap, over symmetric memory. Needs CUDA and compiled blocks."""
+    if device.type != "cuda" or not compiled or tp_mesh is None or tp_mesh.size() == 1:
+        raise ConfigError("parallel.async_tp needs a CUDA device, parallel.compile=true and "
+                          "parallel.tp > 1")
+    try:  # private torch APIs (as torchtitan uses them): present in torch 2.6 to 2.13
+        import torch._inductor.config as inductor_config
+        from torch.distributed._symmetric_memory import enable_symm_mem_for_group
+    except ImportError as e:  # pragma: no cover - depends on the torch build
+        raise ConfigError(f"parallel.async_tp is not available in torch {torch.__version__}: {e}")
+    inductor_config._micro_pipeline_tp = True
+    enable_symm_mem_for_group(tp_mesh.get_group().group_name)

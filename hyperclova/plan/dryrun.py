@@ -1,42 +1,42 @@
-"""Dry run: build on the meta device the model shard each chosen rank of a layout would hold, and
-measure its parameters, gradients and optimizer state, without any GPU or communication.
+"""Dry run: build, through the engine's own build path, the model shard each chosen rank of a
+layout would hold, and measure its parameters, gradients and optimizer state, without a GPU or
+any communication.
 
-    python -m hyperclova.plan.dryrun --config configs/x.yaml model=82b parallel.tp=8 parallel.pp=8
+    python -m hyperclova.plan.dryrun --config configs/82b.yaml
+    python -m hyperclova.train --dry-run --config configs/82b.yaml --ranks 0,1023
 
-For a rank at mesh coordinates (pp, dp_replicate, dp_shard, tp) it keeps that pipeline rank's
-layer chunks (and the embedding / head where they live), replaces every tensor-parallel module by
-one with the local shard's shape (column-parallel qkv/fc1 split their outputs, row-parallel
-proj/fc2 their inputs, the embedding its vocabulary), cuts each parameter into its FSDP2 dim-0
-shard when dp_shard > 1, gives every local parameter a gradient and takes one real AdamW
-step on the meta tensors, so the optimizer allocates its state. Nothing is computed, so 82B runs in
-seconds on a laptop. Activation memory is not measured; the planner's model is printed beside it.
+For each rank a fake process group of the layout's world size stands in for the cluster (torch's
+`fake` backend: collectives do nothing), and `hyperclova.parallel.build.build_parts` runs exactly
+as the trainer runs it (pipeline split, tensor/sequence parallel, recompute, FSDP2/HSDP/DDP),
+stopping before materialisation: every tensor stays on the meta device. One real AdamW step on
+meta tensor of the local shards' size allocates the optimizer state. Nothing is computed, so 82B
+on 1,024 ranks runs in seconds. Activation memory is not measured; the planner's model is printed
+beside it.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn as nn
+import torch.distributed as dist
+from torch.distributed.tensor import DTensor
 
-from hyperclova.config import Config, ModelConfig, load_config
+from hyperclova.config import Config, load_config
 from hyperclova.errors import UserError, cli_main
-from hyperclova.model.gpt import GPT, Block
-from hyperclova.plan.hardware import DEFAULT_MEMORY, GiB
-from hyperclova.plan.layout import (
-    TP_PLAN,
+from hyperclova.parallel.build import build_parts
+from hyperclova.parallel.layout import (
     Coord,
     Layout,
-    chunk_layers,
-    coord_rank,
-    has_embedding,
-    has_head,
-    rank_coord,
+    accumulation_steps,
+    check_layout,
+    pipeline_microbatches,
 )
-from hyperclova.parallel.mesh import accumulation_steps, check_layout, pipeline_microbatches
+from hyperclova.plan.hardware import DEFAULT_MEMORY, GiB
 from hyperclova.plan.memory import activation_bytes
 
 
@@ -48,7 +48,7 @@ class RankReport:
     embedding: bool
     head: bool
     params: int  # parameters of the rank's model shard (tied ones once), before FSDP sharding
-    local_params: int  # elements of this rank's FSDP2 shards (torch.chunk sizes, no padding)
+    local_params: int  # elements of this rank's FSDP2 shards
     param_bytes: int
     grad_bytes: int
     optim_bytes: int
@@ -62,88 +62,91 @@ class RankReport:
         return self.param_bytes + self.grad_bytes + self.optim_bytes
 
 
-def _shard_linear(lin: nn.Linear, plan: str, tp: int) -> nn.Linear:
-    out_f, in_f = lin.out_features, lin.in_features
-    if plan == "colwise":
-        out_f //= tp
-    else:
-        in_f //= tp
-    return nn.Linear(in_f, out_f, bias=lin.bias is not None)
+@contextlib.contextmanager
+def fake_process_group(rank: int, world_size: int):
+    """A process group in which this process plays `rank` of `world_size` and no collective
+    communicates (torch's testing backend, as torchtitan's memory estimator uses it)."""
+    if dist.is_initialized():
+        raise UserError("the dry run needs its own process group, but one is already running in "
+                        "this process")
+    try:
+        from torch.testing._internal.distributed.fake_pg import FakeStore  # registers "fake"
+    except ImportError as e:  # pragma: no cover - present in torch 2.1 to 2.13
+        raise UserError(f"this torch build has no fake process group for the dry run: {e}")
+    dist.init_process_group("fake", store=FakeStore(), rank=rank, world_size=world_size)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+        # DTensor caches sharding decisions by mesh, and meshes of two ranks compare equal: the
+        # next rank measured in this process must not reuse this one's mesh objects.
+        try:
+            DTensor._op_dispatcher.sharding_propagator.propagate_op_sharding.cache_clear()
+        except AttributeError:  # pragma: no cover - another torch version's internals
+            pass
 
 
-def build_rank_model(model: ModelConfig, lay: Layout, coord: Coord) -> GPT:
-    """The plain model cut and sharded to what `coord` holds, on the meta device."""
-    keep = [i for chunk in chunk_layers(model.n_layers, lay.pp, lay.vpp, coord.pp) for i in chunk]
-    with torch.device("meta"):
-        gpt = GPT(replace(model, n_layers=0))  # blocks are added below under their global keys
-        gpt.cfg = model
-        for i in keep:
-            gpt.layers[str(i)] = Block(model)
-        for block in gpt.layers.values():
-            for name, plan in TP_PLAN.items():
-                parent, attr = name.split(".")
-                sub = getattr(block, parent)
-                setattr(sub, attr, _shard_linear(getattr(sub, attr), plan, lay.tp))
-        first, last = has_embedding(lay, coord.pp), has_head(lay, coord.pp)
-        gpt.tok_emb = nn.Embedding(model.vocab_size // lay.tp, model.d_model) if first else None
-        gpt.pos_emb = gpt.pos_emb if first else None
-        gpt.ln_f = gpt.ln_f if last else None
-        # the head is tied to the embedding on the same rank, else it holds its own copy
-        gpt.lm_head = nn.Linear(model.d_model, model.vocab_size // lay.tp, bias=False) if last else None
-        gpt.tie_weights()
-    return gpt
+def _local(t: torch.Tensor) -> torch.Tensor:
+    return t.to_local() if isinstance(t, DTensor) else t
 
 
-def _fsdp_shards(params: list[nn.Parameter], dp_shard: int, index: int) -> list[nn.Parameter]:
-    """This rank's FSDP2 shards: dim 0 of each parameter cut as torch.chunk does (equal chunks of
-    ceil(rows / dp_shard), the last ones shorter or empty); AdamW state follows these sizes."""
-    if dp_shard == 1:
-        return params
-    out = []
-    for p in params:
-        step = math.ceil(p.shape[0] / dp_shard)
-        rows = max(0, min(step, p.shape[0] - index * step))
-        out.append(nn.Parameter(torch.empty((rows, *p.shape[1:]), dtype=p.dtype, device="meta")))
-    return out
+def _tp_numel(p: torch.Tensor) -> int:
+    """Elements of `p` held by one TP rank before data-parallel sharding."""
+    shape = list(p.shape)
+    if isinstance(p, DTensor):
+        names = p.device_mesh.mesh_dim_names or ()
+        for name, pl, size in zip(names, p.placements, p.device_mesh.shape):
+            if name == "tp" and getattr(pl, "dim", None) is not None:
+                shape[pl.dim] = math.ceil(shape[pl.dim] / size)
+    return math.prod(shape)
 
 
-def measure_rank(cfg: Config, lay: Layout, rank: int, n_micro: int) -> RankReport:
+def measure_rank(cfg: Config, rank: int, n_micro: int) -> RankReport:
     start = time.perf_counter()
-    coord = rank_coord(lay, rank)
-    gpt = build_rank_model(cfg.model, lay, coord)
-    params = list(gpt.parameters())  # deduplicates the tied head
-    local = _fsdp_shards(params, lay.dp_shard, coord.dp_shard)
-    for p in local:
-        p.grad = torch.zeros_like(p)
-    opt = torch.optim.AdamW(local, lr=1e-4, foreach=False)
+    lay = Layout.from_config(cfg)
+    with fake_process_group(rank, lay.world_size):
+        built = build_parts(cfg, torch.device("cpu"), materialize=False)
+        params = list({id(p): p for m in built.parts for p in m.parameters()}.values())
+        local = [_local(p) for p in params]
+        blocks = [sum(_tp_numel(p) for p in b.parameters()) for m in built.parts
+                  for b in m.layers.values()]
+    # AdamW's state is elementwise (two moments per element): one flat meta tensor of all local
+    # elements gets the same state as the shards would, in one step instead of hundreds.
+    flat = torch.nn.Parameter(torch.empty(sum(p.numel() for p in local), device="meta"))
+    flat.grad = torch.zeros_like(flat)
+    opt = torch.optim.AdamW([flat], lr=1e-4, foreach=False)
     opt.step()
     optim = sum(t.numel() * t.element_size() for state in opt.state.values()
-                for t in state.values() if t.dim() > 0)  # the scalar `step` counters aside
+                for t in state.values() if t.dim() > 0)  # the scalar `step` counter aside
+    n_tp = sum(_tp_numel(p) for p in params)
+    parts = built.parts
     return RankReport(
-        rank=rank, coord=coord, layers=sorted(int(k) for k in gpt.layers),
-        embedding=gpt.tok_emb is not None, head=gpt.lm_head is not None,
-        params=sum(p.numel() for p in params), local_params=sum(p.numel() for p in local),
+        rank=rank, coord=built.coord,
+        layers=sorted(int(k) for m in parts for k in m.layers),
+        embedding=any(m.tok_emb is not None for m in parts),
+        head=any(m.lm_head is not None for m in parts),
+        params=n_tp, local_params=sum(p.numel() for p in local),
         param_bytes=sum(p.numel() * p.element_size() for p in local),
-        grad_bytes=sum(p.grad.numel() * p.grad.element_size() for p in local),
-        optim_bytes=optim, compute_copy_bytes=_compute_copy(gpt, lay, params),
-        grad_accum_bytes=_grad_accum(lay, params, n_micro),
-        activation_bytes=activation_bytes(cfg.model, lay, coord.pp, n_micro),
+        grad_bytes=sum(p.numel() * p.element_size() for p in local),  # fp32, like the weights
+        optim_bytes=optim, compute_copy_bytes=_compute_copy(lay, n_tp, blocks),
+        grad_accum_bytes=_grad_accum(lay, n_tp, n_micro),
+        activation_bytes=activation_bytes(cfg.model, lay, built.coord.pp, n_micro,
+                                          loss_chunk=cfg.train.loss_chunk_tokens),
         seconds=time.perf_counter() - start)
 
 
-def _compute_copy(gpt: GPT, lay: Layout, params: list[nn.Parameter]) -> int:
+def _compute_copy(lay: Layout, n_tp: int, blocks: list[int]) -> int:
     per_param = DEFAULT_MEMORY.compute_copy_bytes
-    if lay.dp_shard == 1 or lay.pp > 1:  # the engine keeps a stage's weights gathered
-        return sum(p.numel() for p in params) * per_param
-    block = max((sum(p.numel() for p in b.parameters()) for b in gpt.layers.values()), default=0)
-    return 2 * block * per_param  # FSDP2 holds the gathered block and prefetches the next
+    if lay.dp_shard == 1 or lay.pp > 1 or lay.zero_stage == 2:  # weights stay gathered
+        return n_tp * per_param
+    return 2 * max(blocks, default=0) * per_param  # FSDP2 holds the gathered block + the next
 
 
-def _grad_accum(lay: Layout, params: list[nn.Parameter], n_micro: int) -> int:
+def _grad_accum(lay: Layout, n_tp: int, n_micro: int) -> int:
     """FSDP2 keeps unsharded gradients between micro-batches when it reduces once per step."""
     if lay.dp_shard == 1 or n_micro == 1:
         return 0
-    return sum(p.numel() for p in params) * DEFAULT_MEMORY.grad_bytes
+    return n_tp * DEFAULT_MEMORY.grad_bytes
 
 
 def _spans(layers: list[int]) -> str:
@@ -160,24 +163,26 @@ def _spans(layers: list[int]) -> str:
 
 def default_ranks(lay: Layout) -> list[int]:
     """TP rank 0 of data-parallel replica 0 of every pipeline stage."""
-    return [coord_rank(lay, Coord(pp=s, dp_replicate=0, dp_shard=0, tp=0)) for s in range(lay.pp)]
+    return [lay.rank(Coord(pp=s)) for s in range(lay.pp)]
 
 
 def dry_run(cfg: Config, ranks: Sequence[int] | None = None) -> list[RankReport]:
     """Measure the shards of `ranks` (default: one rank per pipeline stage) of cfg's layout."""
-    lay = Layout.from_config(cfg.parallel, cfg.train.micro_batch_size)
-    check_layout(cfg)  # exactly what the trainer rejects, in its words
+    lay = check_layout(cfg)  # exactly what the trainer rejects, in its words
+    for r in ranks or ():
+        lay.coord(r)  # a rank outside the world is a user error
     # the pipeline splits a step into its micro-batches; without one, the engine accumulates
     n_micro = pipeline_microbatches(cfg, lay.dp) if lay.pp > 1 else accumulation_steps(cfg, lay.dp)
-    return [measure_rank(cfg, lay, r, n_micro) for r in (default_ranks(lay) if ranks is None else ranks)]
+    return [measure_rank(cfg, r, n_micro) for r in (default_ranks(lay) if ranks is None else ranks)]
 
 
 def format_report(cfg: Config, reports: list[RankReport], gpu_memory: float | None = None) -> str:
-    lay = Layout.from_config(cfg.parallel, cfg.train.micro_batch_size)
+    lay = Layout.from_config(cfg)
     gib = lambda x: f"{x / GiB:8.2f}"  # noqa: E731
     lines = [f"dry run: {cfg.model.preset or 'custom'} model, world {lay.world_size} = pp {lay.pp} x "
              f"dp_replicate {lay.dp_replicate} x dp_shard {lay.dp_shard} x tp {lay.tp}, vpp "
-             f"{lay.vpp}, micro-batch {lay.micro_batch_size}, recompute {lay.recompute}",
+             f"{lay.vpp}, micro-batch {lay.micro_batch_size}, recompute {lay.recompute}, "
+             f"zero stage {lay.zero_stage}",
              f"{'rank':>6} {'pp':>3} {'tp':>3} {'layers':>11} {'emb':>3} {'head':>4} {'params':>15} "
              f"{'local':>15} {'wts GiB':>8} {'grad GiB':>8} {'adam GiB':>8} {'act GiB*':>8} "
              f"{'total':>8}"]
@@ -190,8 +195,9 @@ def format_report(cfg: Config, reports: list[RankReport], gpu_memory: float | No
                      f"{gib(r.optim_bytes)} {gib(r.activation_bytes)} {gib(total)}"
                      + ("  OVER" if gpu_memory and total > gpu_memory else ""))
     lines.append("* activations: Korthikanti et al. estimate (hyperclova.plan.memory). Weights, "
-                 "gradients and AdamW state are measured on meta; total adds the bf16 compute copy "
-                 "and, under FSDP with several micro-batches, the unsharded gradients.")
+                 "gradients and AdamW state are measured on the engine's own build (meta device, "
+                 "fake process group); total adds the bf16 compute copy and, under FSDP with "
+                 "several micro-batches, the unsharded gradients.")
     lines.append(f"measured {len(reports)} rank(s) in {sum(r.seconds for r in reports):.2f} s")
     return "\n".join(lines)
 

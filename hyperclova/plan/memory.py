@@ -1,7 +1,8 @@
 """Per-GPU memory of a layout: parameters, gradients, optimizer state and activations.
 
-Parameter counts come from the model itself (built on the meta device), split by the rules in
-`layout.py`. Activations follow Korthikanti et al. 2022, "Reducing Activation Recomputation in
+Parameter counts come from the model itself (built on the meta device), split by the engine's
+own rules (hyperclova/parallel/layout.py for stages, TP_PLAN of hyperclova/parallel/tensor.py for
+tensor parallelism); the dry run checks them against the real build path. Activations follow Korthikanti et al. 2022, "Reducing Activation Recomputation in
 Large Transformer Models", Section 4 (bytes per layer, 16-bit activations, s=seq, b=micro-batch,
 h=d_model, a=heads, t=tp):
     no parallelism           s b h (34 + 5 a s / h)
@@ -10,6 +11,9 @@ h=d_model, a=heads, t=tp):
     selective recompute      drops the 5 a s / h attention-score term
     full recompute           2 s b h (input of each layer; / t with sequence parallel)
 SDPA's flash kernels never store the a s^2 scores either, so `flash=True` drops that term too.
+The last stage adds what the engine's output layer and loss keep (`head_activation_bytes`): they
+run in chunks of tokens (hyperclova/parallel/loss.py), so the fp32 logits are one chunk's, not
+Korthikanti's whole 4 s b V / t.
 """
 from __future__ import annotations
 
@@ -20,8 +24,11 @@ import torch
 
 from hyperclova.config import ModelConfig
 from hyperclova.model.presets import count_params
+from hyperclova.parallel.layout import Layout
+from hyperclova.parallel.tensor import TP_PLAN
 from hyperclova.plan.hardware import DEFAULT_MEMORY, MemoryModel
-from hyperclova.plan.layout import TP_PLAN, Layout, has_embedding, has_head
+
+DEFAULT_LOSS_CHUNK = 1024  # train.loss_chunk_tokens
 
 
 @dataclass(frozen=True)
@@ -80,11 +87,11 @@ def model_stats(cfg: ModelConfig) -> ModelStats:
 def rank_params(stats: ModelStats, lay: Layout, pp_rank: int) -> int:
     """Parameters held by one rank of pipeline stage `pp_rank` (before ZeRO/FSDP sharding)."""
     n = stats.cfg.n_layers // lay.pp * stats.layer_params(lay.tp)  # pp*vpp divides n_layers
-    if has_embedding(lay, pp_rank):
+    if lay.has_embedding(pp_rank):
         n += stats.tok_emb // lay.tp + stats.pos_emb
-    if has_head(lay, pp_rank):
+    if lay.has_head(pp_rank):
         n += stats.final_norm
-        if not has_embedding(lay, pp_rank):
+        if not lay.has_embedding(pp_rank):
             n += stats.tok_emb // lay.tp  # the head's own copy of the tied embedding
     return n
 
@@ -130,27 +137,44 @@ def inflight_layers(cfg: ModelConfig, lay: Layout, pp_rank: int, n_micro: int) -
     return chunks * per_chunk
 
 
+def head_activation_bytes(cfg: ModelConfig, lay: Layout, loss_chunk: int = DEFAULT_LOSS_CHUNK) -> float:
+    """What the last stage's final LayerNorm, output layer and loss hold for one micro-batch at
+    their peak, the loss's backward (bf16 training): the LayerNorm's 16-bit input (sequence-
+    sharded under SP); the whole sequence's 16-bit hidden states, their gradient and the fp32
+    log-sum-exp and target logit of every token; one chunk's fp32 logits and softmax (8 bytes per
+    logit); and of this rank's output-weight slice a 16-bit copy, the fp32 gradient and one
+    chunk's 16-bit and fp32 contribution to it (12 bytes per weight). `loss_chunk` 0 is one chunk
+    per micro-batch: every token's logits at once. Checked against the loss itself in
+    tests/plan/test_memory.py."""
+    s, b, h, t, v = cfg.seq_len, lay.micro_batch_size, cfg.d_model, lay.tp, cfg.vocab_size
+    tokens = s * b
+    chunk = tokens if loss_chunk <= 0 else min(loss_chunk, tokens)
+    ln_input = 2 * tokens * h / (t if lay.sequence_parallel else 1)
+    return ln_input + 4 * tokens * h + 8 * tokens + 8 * chunk * v / t + 12 * v * h / t
+
+
 def activation_bytes(cfg: ModelConfig, lay: Layout, pp_rank: int, n_micro: int,
-                     flash: bool = True) -> float:
+                     flash: bool = True, loss_chunk: int = DEFAULT_LOSS_CHUNK) -> float:
     layers = inflight_layers(cfg, lay, pp_rank, n_micro)
     total = layers * layer_activation_bytes(cfg, lay, flash)
     if lay.recompute == "full":  # one layer's working set while it is recomputed
         total += layer_activation_bytes(cfg, lay, flash, recompute="none")
-    s, b, h, t = cfg.seq_len, lay.micro_batch_size, cfg.d_model, lay.tp
-    if has_head(lay, pp_rank):  # final norm input and fp32 logits for the loss (Korthikanti eq. 5)
-        total += 4 * s * b * h / t * (1 + cfg.vocab_size / h)
+    if lay.has_head(pp_rank):
+        total += head_activation_bytes(cfg, lay, loss_chunk)
     return total
 
 
 def memory_breakdown(stats: ModelStats, lay: Layout, pp_rank: int, n_micro: int,
-                     mem: MemoryModel = DEFAULT_MEMORY, flash: bool = True) -> MemoryBreakdown:
+                     mem: MemoryModel = DEFAULT_MEMORY, flash: bool = True,
+                     loss_chunk: int = DEFAULT_LOSS_CHUNK) -> MemoryBreakdown:
     n = rank_params(stats, lay, pp_rank)
     shard = lay.dp_shard
     accum = 0.0
     if shard > 1:
-        # hyperclova.parallel keeps a pipeline stage's weights gathered for the whole step
-        # (reshard_after_forward=False); without PP, FSDP2 gathers a block at a time + prefetch
-        copy = (n if lay.pp > 1 else 2 * stats.layer_params(lay.tp)) * mem.compute_copy_bytes
+        # hyperclova.parallel keeps a pipeline stage's weights gathered for the whole step, and
+        # so does zero_stage 2; with zero_stage 3 FSDP2 gathers a block at a time + prefetch
+        whole = lay.pp > 1 or lay.zero_stage == 2
+        copy = (n if whole else 2 * stats.layer_params(lay.tp)) * mem.compute_copy_bytes
         if n_micro > 1:  # gradients reduce once per step: earlier micro-batches accumulate them
             accum = n * mem.grad_bytes  # unsharded (FSDP2 no-sync), in the fp32 reduce dtype
     else:
@@ -158,12 +182,14 @@ def memory_breakdown(stats: ModelStats, lay: Layout, pp_rank: int, n_micro: int,
     return MemoryBreakdown(
         params=n * mem.param_bytes / shard, grads=n * mem.grad_bytes / shard,
         optimizer=n * mem.optim_bytes / shard, compute_copy=copy, grad_accum=accum,
-        activations=activation_bytes(stats.cfg, lay, pp_rank, n_micro, flash), reserve=mem.reserve)
+        activations=activation_bytes(stats.cfg, lay, pp_rank, n_micro, flash, loss_chunk),
+        reserve=mem.reserve)
 
 
 def peak_memory(stats: ModelStats, lay: Layout, n_micro: int, mem: MemoryModel = DEFAULT_MEMORY,
-                flash: bool = True) -> tuple[int, MemoryBreakdown]:
+                flash: bool = True, loss_chunk: int = DEFAULT_LOSS_CHUNK) -> tuple[int, MemoryBreakdown]:
     """The fullest pipeline stage and its breakdown (first stage: most in flight; last: logits)."""
     stages = {0, lay.pp - 1}
-    rows = [(r, memory_breakdown(stats, lay, r, n_micro, mem, flash)) for r in sorted(stages)]
+    rows = [(r, memory_breakdown(stats, lay, r, n_micro, mem, flash, loss_chunk))
+            for r in sorted(stages)]
     return max(rows, key=lambda rb: rb[1].total)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from hyperclova.config import ModelConfig
 from hyperclova.plan.hardware import Cluster, Efficiency
-from hyperclova.plan.layout import Layout
+from hyperclova.parallel.layout import Layout
 from hyperclova.plan.memory import ModelStats, rank_params
 
 
@@ -150,10 +150,11 @@ def _dp_time(n_rank: int, lay: Layout, t_stage: float, n_micro: int, cluster: Cl
     repl_bw = _link_bw(lay.tp * lay.dp, cluster, eff)
     backward = t_stage * (0.75 if lay.recompute == "full" else 2 / 3)
     if lay.dp_shard > 1:
-        # hyperclova.parallel: without PP each micro-batch gathers the bf16 weights for forward and
-        # again for backward; a pipeline stage keeps them gathered for the whole step. Gradients
-        # are reduce-scattered (fp32) once, after the last micro-batch.
-        gathers = 2 * n_micro if lay.pp == 1 else 1
+        # hyperclova.parallel: with zero_stage 3 and no PP each micro-batch gathers the bf16
+        # weights for forward and again for backward; a pipeline stage, or zero_stage 2, keeps
+        # them gathered for the whole step. Gradients are reduce-scattered (fp32) once, after
+        # the last micro-batch.
+        gathers = 1 if (lay.pp > 1 or lay.zero_stage == 2) else 2 * n_micro
         t_gather = ring_gather_time(n_rank * eff.gather_bytes, lay.dp_shard, shard_bw)
         t_scatter = ring_gather_time(n_rank * eff.grad_bytes, lay.dp_shard, shard_bw)
         exposed = gathers * max(0.0, t_gather - eff.dp_overlap * t_stage / 2)

@@ -4,8 +4,13 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from hyperclova.plan.hardware import GiB
-from hyperclova.plan.layout import chunk_layers
-from hyperclova.plan.memory import inflight_layers, layer_activation_bytes, model_stats, rank_params
+from hyperclova.plan.memory import (
+    head_activation_bytes,
+    inflight_layers,
+    layer_activation_bytes,
+    model_stats,
+    rank_params,
+)
 from hyperclova.plan.perf import (
     gemm_efficiency,
     hardware_flops_per_seq,
@@ -59,7 +64,7 @@ def explain(job: Job, r: PlanRow) -> str:
     n_micro = s.n_micro
     stage = r.worst_stage
     n = rank_params(st, lay, stage)
-    chunks = chunk_layers(cfg.n_layers, lay.pp, lay.vpp, stage)
+    chunks = lay.rank_layers(stage, cfg.n_layers)
     sbh = cfg.seq_len * lay.micro_batch_size * cfg.d_model
     state = r.memory.params + r.memory.grads + r.memory.optimizer
     out = [
@@ -80,7 +85,9 @@ def explain(job: Job, r: PlanRow) -> str:
         f"s b h = {sbh:,}; recompute {lay.recompute}, sequence parallel {lay.sequence_parallel}, "
         f"flash attention {job.flash}: {layer_activation_bytes(cfg, lay, job.flash) / 2**20:.1f} MiB",
         f"in flight on stage {stage}: {inflight_layers(cfg, lay, stage, n_micro):g} layer-micro-batches"
-        f" -> {r.memory.activations / GiB:.2f} GiB (head stage adds 4 s b h / t (1 + V / h))",
+        f" -> {r.memory.activations / GiB:.2f} GiB (the last stage adds the output layer and loss: "
+        f"{head_activation_bytes(cfg, lay, job.loss_chunk) / GiB:.2f} GiB with "
+        f"{job.loss_chunk}-token chunks)",
         f"total with {mem.reserve / GiB:.0f} GiB reserve: {r.memory.total / GiB:.2f} GiB of "
         f"{gpu.memory / GiB:.0f} GiB -> {'fits' if r.fits else 'does NOT fit'}",
         "-- time (Narayanan et al. 2021)",

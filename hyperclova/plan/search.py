@@ -1,21 +1,30 @@
 """Enumerate layouts for a model on a cluster, estimate each, rank them.
 
-TP stays inside a node; PP divides the layers; VPP divides each stage's layers (and, as the
-interleaved schedule needs, the micro-batch count is a multiple of PP); the data-parallel degree
-splits into dp_replicate x dp_shard (FSDP/ZeRO-3 over dp_shard); the micro-batch divides each
-replica's share of the global batch; recompute is none, selective or full; sequence parallelism
-is tried wherever tp > 1. Rows that fit in memory rank first, by estimated step time.
+TP stays inside a node; PP divides the layers; VPP divides each stage's layers; the data-parallel
+degree splits into dp_replicate x dp_shard (FSDP over dp_shard, HSDP with both, ZeRO stage 2 or
+3); the micro-batch divides each replica's share of the global batch; recompute is none,
+selective or full; sequence parallelism is tried wherever tp > 1. Every candidate passes the
+trainer's own layout check (hyperclova.parallel.layout.check_layout), so the planner never
+recommends a layout the trainer refuses. Rows that fit in memory rank first, by estimated step
+time.
 """
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
 
-from hyperclova.config import ModelConfig
+from hyperclova.config import Config, ConfigError, ModelConfig, ParallelConfig, TrainConfig
 from hyperclova.errors import UserError
+from hyperclova.parallel.layout import check_layout
 from hyperclova.plan.hardware import Cluster, Efficiency, MemoryModel
-from hyperclova.plan.layout import Layout
-from hyperclova.plan.memory import MemoryBreakdown, ModelStats, model_stats, peak_memory
+from hyperclova.parallel.layout import Layout
+from hyperclova.plan.memory import (
+    DEFAULT_LOSS_CHUNK,
+    MemoryBreakdown,
+    ModelStats,
+    model_stats,
+    peak_memory,
+)
 from hyperclova.plan.perf import StepEstimate, estimate_step
 
 RECOMPUTE = ("none", "selective", "full")
@@ -31,6 +40,7 @@ class Job:
     eff: Efficiency = field(default_factory=Efficiency)
     mem: MemoryModel = field(default_factory=MemoryModel)
     flash: bool = True  # SDPA flash attention: no s^2 attention scores stored
+    loss_chunk: int = DEFAULT_LOSS_CHUNK  # train.loss_chunk_tokens
 
     def __post_init__(self):
         if self.global_batch < 1 or self.tokens <= 0:
@@ -59,7 +69,7 @@ def evaluate(job: Job, lay: Layout, stats: ModelStats | None = None) -> PlanRow:
     saves recounting the model for every candidate of a search."""
     stats = stats or model_stats(job.model)
     n_micro = job.global_batch // (lay.dp * lay.micro_batch_size)
-    stage, mem = peak_memory(stats, lay, n_micro, job.mem, job.flash)
+    stage, mem = peak_memory(stats, lay, n_micro, job.mem, job.flash, job.loss_chunk)
     step = estimate_step(stats, lay, job.global_batch, job.cluster, job.eff)
     world = job.cluster.world_size
     days = job.tokens / step.tokens_per_step * step.step_time / 86400
@@ -73,31 +83,45 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+def accepted(job: Job, lay: Layout) -> bool:
+    """Whether the trainer's own layout check accepts `lay` for this job."""
+    cfg = Config(model=job.model,
+                 train=TrainConfig(global_batch_size=job.global_batch,
+                                   micro_batch_size=lay.micro_batch_size),
+                 parallel=ParallelConfig(tp=lay.tp, pp=lay.pp, vpp=lay.vpp,
+                                         dp_replicate=lay.dp_replicate, dp_shard=lay.dp_shard,
+                                         sequence_parallel=lay.sequence_parallel,
+                                         schedule=lay.schedule, recompute=lay.recompute,
+                                         zero_stage=lay.zero_stage))
+    try:
+        check_layout(cfg, job.cluster.world_size)
+    except ConfigError:
+        return False
+    return True
+
+
 def candidate_layouts(job: Job, tp: list[int] | None = None, pp: list[int] | None = None,
                       recompute: tuple[str, ...] = RECOMPUTE,
                       micro_batches: tuple[int, ...] = MICRO_BATCHES,
                       sequence_parallel: tuple[bool, ...] = (False, True),
                       zero: bool = True) -> list[Layout]:
     m, world, node = job.model, job.cluster.world_size, job.cluster.gpus_per_node
-    tps = tp or [t for t in _divisors(node) if m.n_heads % t == 0 and m.vocab_size % t == 0]
     out = []
-    for t in tps:
+    for t in tp or _divisors(node):
         for p in pp or _divisors(m.n_layers):
             if world % (t * p):
                 continue
             dp = world // (t * p)
-            if job.global_batch % dp:
-                continue
-            for v, shard, b, rc, sp in itertools.product(
-                    _divisors(m.n_layers // p) if p > 1 else [1],
-                    _divisors(dp) if zero else [1], micro_batches, recompute, sequence_parallel):
-                if (sp and t == 1) or (job.global_batch // dp) % b:
-                    continue
-                n_micro = job.global_batch // (dp * b)
-                if (p > 1 and n_micro < p) or (v > 1 and n_micro % p) or (sp and m.seq_len % t):
-                    continue  # the pipeline schedules' and sequence parallelism's conditions
-                out.append(Layout(tp=t, pp=p, vpp=v, dp_replicate=dp // shard, dp_shard=shard,
-                                  sequence_parallel=sp, micro_batch_size=b, recompute=rc))
+            for v, shard, stage, b, rc, sp in itertools.product(
+                    _divisors(m.n_layers // p) if p > 1 else [1], _divisors(dp) if zero else [1],
+                    (3, 2), micro_batches, recompute, sequence_parallel):
+                if stage == 2 and shard == 1:
+                    continue  # ZeRO stages only mean something with sharding
+                lay = Layout(tp=t, pp=p, vpp=v, dp_replicate=dp // shard, dp_shard=shard,
+                             sequence_parallel=sp, micro_batch_size=b, recompute=rc,
+                             schedule="interleaved_1f1b" if v > 1 else "1f1b", zero_stage=stage)
+                if accepted(job, lay):
+                    out.append(lay)
     return out
 
 

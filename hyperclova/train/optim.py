@@ -53,7 +53,7 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def build_adamw(model: nn.Module, cfg: Config, device_type: str) -> torch.optim.AdamW:
     o = cfg.optim
-    fused = o.fused if o.fused is not None else device_type == "cuda"
+    fused = o.fused if o.fused is not None else device_type in ("cuda", "cpu")
     return torch.optim.AdamW(
         _param_groups(model, o.weight_decay), lr=cfg.lr, betas=(o.beta1, o.beta2), eps=o.eps,
         fused=fused, foreach=None if fused else True,
@@ -68,14 +68,24 @@ class Optimizers(Stateful):
     def __init__(self, model_parts: list[nn.Module], cfg: Config, device_type: str):
         self.model_parts = model_parts
         self.optimizers = [build_adamw(m, cfg, device_type) for m in model_parts]
+        # Fused AdamW skips a step on the device when told to (found_inf, as GradScaler uses it:
+        # no update, no state change, the step count undone), so the host never has to wait.
+        self.skips_on_device = all(o.defaults.get("fused") for o in self.optimizers)
 
     def set_lr(self, lr: float) -> None:
         for opt in self.optimizers:
             for group in opt.param_groups:
                 group["lr"] = lr
 
-    def step(self) -> None:
+    def step(self, skip: torch.Tensor | None = None) -> None:
+        """One optimizer step; none where the device flag `skip` is true (non-finite step)."""
+        if skip is not None and not self.skips_on_device:
+            if bool(skip):  # an unfused optimizer: the host has to look
+                return
+            skip = None
         for opt in self.optimizers:
+            if skip is not None:
+                opt.found_inf = skip.float()
             opt.step()
 
     def zero_grad(self) -> None:

@@ -7,6 +7,12 @@ Order of business: discover ranks and start the process group, build the engine 
 this rank, parallelised by `cfg.parallel`), the optimizers and the data; resume from the newest
 complete checkpoint; then step: lr from the schedule, forward/backward over the global batch in
 micro-batches, clip, step, log, validate and checkpoint.
+
+The hot loop never waits for the device: losses, gradient norms and the non-finite flags stay on
+it and are read once every `logging.log_interval` steps (and before an evaluation or a save).
+The non-finite check is still exact: a step whose loss or gradient norm is not finite makes no
+update at all (the fused optimizer skips it on the device), and a run that must stop stops with
+the parameters of the last good step, naming the step (docs/parallel.md).
 """
 from __future__ import annotations
 
@@ -19,10 +25,11 @@ import torch.distributed as dist
 
 from hyperclova.config import Config, dump_yaml
 from hyperclova.data import build_datasets, make_loader
+from hyperclova.data.prefetch import Prefetcher, assemble
 from hyperclova.errors import UserError
 from hyperclova.launch import discover
 from hyperclova.model.presets import count_params
-from hyperclova.parallel.mesh import accumulation_steps, check_layout, prepare_distributed
+from hyperclova.parallel.layout import accumulation_steps, check_layout, prepare_distributed
 from hyperclova.train.checkpoint import CheckpointManager, RngState, TrainState, resolve_load_path
 from hyperclova.train.engine import build_engine, resolve_device
 from hyperclova.train.metrics import Metrics, flops_per_token, peak_flops
@@ -47,35 +54,55 @@ def init_distributed(cfg: Config, device: torch.device) -> None:
                             timeout=timedelta(seconds=cfg.train.dist_timeout_s))
 
 
-def _next_batch(loader, n_micro: int, device: torch.device):
-    """n_micro micro-batches stacked into one (n_micro*micro, T) batch; masked labels -> -100."""
-    tokens, labels = [], []
-    for _ in range(n_micro):
-        try:
-            mb = next(loader)
-        except StopIteration:
-            raise UserError("the training data ran out before train.steps; add data or lower "
-                            "train.steps") from None
-        lab = mb["labels"].clone()
-        if "loss_mask" in mb:
-            lab[mb["loss_mask"] == 0] = -100
-        tokens.append(mb["tokens"])
-        labels.append(lab)
-    return torch.cat(tokens).to(device), torch.cat(labels).to(device)
+class NonFiniteGuard:
+    """Decides on the device, step by step, whether a step is skipped and whether the run must
+    stop: `stop` mode stops at the first non-finite step; `skip` mode skips such steps until
+    more than train.max_consecutive_skips in a row or train.max_skipped_steps in all."""
+
+    def __init__(self, cfg: Config, device: torch.device, skipped_before: int):
+        t = cfg.train
+        self.skip_mode = t.on_nonfinite == "skip"
+        self.max_total, self.max_run = t.max_skipped_steps, t.max_consecutive_skips
+        self.stopped = torch.zeros((), dtype=torch.bool, device=device)
+        self.run = torch.zeros((), dtype=torch.long, device=device)
+        self.total = torch.full((), skipped_before, dtype=torch.long, device=device)
+
+    def update(self, loss: torch.Tensor, norm: torch.Tensor):
+        """(bad, skip, stopped) device flags of this step."""
+        bad = ~(torch.isfinite(loss) & torch.isfinite(norm))
+        if self.skip_mode:
+            self.run = (self.run + 1) * bad
+            self.total = self.total + bad
+            self.stopped = self.stopped | (self.run > self.max_run) | (self.total > self.max_total)
+        else:
+            self.stopped = self.stopped | bad
+        return bad, bad | self.stopped, self.stopped.clone()
+
+    def reason(self, step: int, loss: float, norm: float, run: int, total: int) -> str:
+        what = f"loss {loss}, grad norm {norm}"
+        if not self.skip_mode:
+            return (f"non-finite training loss at step {step} ({what}); lower train.lr, check the "
+                    f"data, or set train.on_nonfinite=skip to skip such steps")
+        limit = (f"{run} non-finite steps in a row > train.max_consecutive_skips={self.max_run}"
+                 if run > self.max_run else
+                 f"{total} skipped steps > train.max_skipped_steps={self.max_total}")
+        return f"stopping at step {step} ({what}): {limit}; lower train.lr or check the data"
 
 
 class Trainer:
     def __init__(self, cfg: Config):
         self.cfg = cfg
+        cfg.train.lr = cfg.lr  # the resolved learning rate, as printed and saved with checkpoints
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         self.device = resolve_device(cfg)
         init_distributed(cfg, self.device)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
-        torch.manual_seed(cfg.train.seed)
 
         self.engine = build_engine(cfg, self.device)
-        self.dp_rank, self.dp_size = self.engine.layout.dp_rank, self.engine.layout.dp_size
+        # Dropout streams differ per pipeline stage, as in Megatron (same across data parallel).
+        torch.manual_seed(cfg.train.seed + 100 * self.engine.coord.pp)
+        self.dp_rank, self.dp_size = self.engine.dp_rank, self.engine.dp_size
         self.n_micro = accumulation_steps(cfg, self.dp_size)  # divisibility: check_layout
         self.optimizers = Optimizers(self.engine.model_parts, cfg, self.device.type)
         self.lr_at = schedule_for(cfg)
@@ -86,6 +113,8 @@ class Trainer:
         self.n_params = count_params(cfg.model)
         self.flops_per_token = flops_per_token(cfg.model, self.n_params)
         self.peak = peak_flops(cfg, self.device)
+        if self.world > 1:
+            print(self.engine.memory_line(), flush=True)
 
     def print(self, text: str) -> None:
         if self.rank == 0:
@@ -124,31 +153,51 @@ class Trainer:
         self.engine.train(False)
         total = torch.zeros((), device=self.device)
         for _ in range(t.eval_iters):
-            tokens, labels = _next_batch(loader, 1, self.device)
+            tokens, labels = (x.to(self.device) for x in assemble(loader, 1))
             total += self.engine.eval_loss(tokens, labels).float()
         self.engine.train(True)
         return total.item() / t.eval_iters
 
-    def step(self, loader, step: int) -> dict | None:
+    def step(self, batches: Prefetcher, step: int) -> None:
+        """One optimizer step, queued on the device; its numbers are read at the next flush."""
         cfg = self.cfg
         lr = self.lr_at(step)
         self.optimizers.set_lr(lr)
-        tokens, labels = _next_batch(loader, self.n_micro, self.device)
-        loss = self.engine.forward_backward(tokens, labels, self.n_micro).item()
-        grad_norm = self.engine.clip_grad_norm(cfg.optim.grad_clip).item()
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            self.optimizers.zero_grad()
-            what = f"loss {loss}, grad norm {grad_norm}"
-            if cfg.train.on_nonfinite == "stop":
-                raise NonFiniteLoss(
-                    f"non-finite training loss at step {step} ({what}); lower train.lr, check the "
-                    f"data, or set train.on_nonfinite=skip to skip such steps")
-            self.state.skipped_steps += 1
-            self.print(f"warning: skipped step {step}: {what}")
-            return None
-        self.optimizers.step()
+        tokens, labels = batches.next()
+        loss = self.engine.forward_backward(tokens, labels, self.n_micro)
+        norm = self.engine.clip_grad_norm(cfg.optim.grad_clip)
+        bad, skip, stopped = self.guard.update(loss, norm)
+        self.optimizers.step(skip)
         self.optimizers.zero_grad()
-        return {"loss": loss, "lr": lr, "grad_norm": grad_norm}
+        self.pending.append((step, lr, torch.stack([loss, norm.float(), bad.float(),
+                                                    stopped.float(), self.guard.run.float(),
+                                                    self.guard.total.float()])))
+
+    def flush(self, metrics: Metrics, losses: list[float]) -> None:
+        """Read the pending steps' numbers from the device (one wait), log them, and stop the run
+        if a step asked for it."""
+        if not self.pending:
+            return
+        values = torch.stack([v for *_, v in self.pending]).tolist()
+        elapsed = time.perf_counter() - self.window_start
+        per_step = elapsed / len(self.pending)
+        tokens_per_s = self.cfg.train.global_batch_size * self.cfg.model.seq_len / per_step
+        pending, self.pending = self.pending, []
+        self.window_start = time.perf_counter()
+        for (step, lr, _), (loss, norm, bad, stopped, run, total) in zip(pending, values):
+            if stopped:
+                raise NonFiniteLoss(self.guard.reason(step, loss, norm, int(run), int(total)))
+            record = {"loss": loss, "lr": lr, "grad_norm": norm, "tokens_per_s": tokens_per_s,
+                      "step_time_s": per_step}
+            if bad:
+                self.state.skipped_steps += 1
+                record["skipped"] = True
+                metrics.print(f"warning: skipped step {step}: loss {loss}, grad norm {norm}")
+            else:
+                losses.append(loss)
+                if self.peak:
+                    record["mfu"] = self.flops_per_token * tokens_per_s / (self.peak * self.world)
+            metrics.log(step, record)
 
     def run(self) -> dict:
         cfg = self.cfg
@@ -157,41 +206,43 @@ class Trainer:
         resumed = self.restore()
         start_step = self.state.step
         loader, valid_ds = self.build_data()
+        batches = Prefetcher(loader, self.n_micro, self.device)
         self.print(f"model: {self.n_params:,} parameters; global batch {cfg.train.global_batch_size} "
                    f"= micro {cfg.train.micro_batch_size} x accumulation {self.n_micro} x data "
                    f"parallel {self.dp_size}; world {self.world} on {self.device.type}")
         metrics = Metrics(cfg, self.rank == 0, cfg.train.steps, self.state.step)
-        tokens_per_step = cfg.train.global_batch_size * cfg.model.seq_len
-        losses = []  # this invocation's training losses, for callers (tests, notebooks)
+        self.guard = NonFiniteGuard(cfg, self.device, self.state.skipped_steps)
+        self.pending, self.window_start = [], time.perf_counter()
+        losses: list[float] = []  # this invocation's training losses, for callers (tests, notebooks)
+        interval = max(1, cfg.logging.log_interval)
         try:
             self.engine.train(True)
             last = cfg.train.steps
             if cfg.train.exit_after:  # a time-limited job: checkpoint and stop early
                 last = min(last, self.state.step + cfg.train.exit_after)
             for step in range(self.state.step + 1, last + 1):
-                t0 = time.perf_counter()
-                record = self.step(loader, step)
+                self.step(batches, step)
                 self.state.step = step
                 self.state.consumed_samples += cfg.train.global_batch_size
-                if record is not None:
-                    dt = time.perf_counter() - t0
-                    record["tokens_per_s"] = tokens_per_step / dt
-                    record["step_time_s"] = dt
-                    if self.peak:
-                        record["mfu"] = self.flops_per_token * record["tokens_per_s"] / (self.peak * self.world)
-                    losses.append(record["loss"])
-                    metrics.log(step, record)
-                if valid_ds is not None and cfg.train.eval_interval and (
-                        step % cfg.train.eval_interval == 0 or step == cfg.train.steps):
+                evaluate = valid_ds is not None and cfg.train.eval_interval and (
+                    step % cfg.train.eval_interval == 0 or step == cfg.train.steps)
+                save = cfg.checkpoint.interval and step % cfg.checkpoint.interval == 0 and step < last
+                if step % interval == 0 or evaluate or save or step == last:
+                    self.flush(metrics, losses)
+                if evaluate:
                     vloss = self.evaluate(valid_ds)
                     metrics.log(step, {"loss": vloss, "ppl": math.exp(min(vloss, 50.0))}, "valid")
-                if cfg.checkpoint.interval and step % cfg.checkpoint.interval == 0 and step < last:
+                if save:
                     self.ckpt.save(step)
+                if evaluate or save:  # not training time: keep it out of tokens/s
+                    self.window_start = time.perf_counter()
+            self.flush(metrics, losses)
             final = None
             if self.state.step > start_step or not resumed:
                 final = self.ckpt.save(self.state.step)
                 metrics.print(f"saved {final}")
         finally:
+            batches.close()
             metrics.close()
         return {"losses": losses, "step": self.state.step, "checkpoint": final or resumed}
 

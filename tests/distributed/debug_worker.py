@@ -9,7 +9,7 @@ import torch.distributed as dist
 
 from dist_harness import BASE
 from hyperclova.config import load_config
-from hyperclova.parallel.mesh import prepare_distributed
+from hyperclova.parallel.layout import prepare_distributed
 from hyperclova.train.engine import build_engine
 
 cfg = load_config(None, BASE + ["parallel.tp=2", f"parallel.debug={sys.argv[1]}"])

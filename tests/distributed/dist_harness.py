@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from torch.distributed.tensor import DTensor
 
+from hyperclova.parallel.build import plain_name
+
 REPO = Path(__file__).resolve().parents[2]
 VOCAB, SEQ, GLOBAL_BATCH, STEPS, LR, CLIP = 256, 32, 8, 6, 0.5, 1.0
 BASE = [f"model.vocab_size={VOCAB}", f"model.seq_len={SEQ}", "model.n_layers=4",
@@ -53,35 +55,31 @@ def batches(n: int = STEPS) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return out
 
 
-def plain_name(fqn: str) -> str:
-    """Parameter name in the plain model (wrappers such as activation checkpointing removed)."""
-    return fqn.replace("_checkpoint_wrapped_module.", "")
-
-
-def full_grads(model_parts) -> dict[str, torch.Tensor]:
-    """Every gradient of this rank's parts as a full tensor (a collective for DTensors: all ranks
-    of a stage hold the same parameters, so they call it in the same order)."""
+def full_tensors(model_parts, grads: bool) -> dict[str, torch.Tensor]:
+    """Every parameter (or gradient) of this rank's parts as a full tensor (a collective for
+    DTensors: all ranks of a stage hold the same parameters, so they call it in the same order)."""
     out = {}
     for m in model_parts:
         for name, p in m.named_parameters():
-            g = p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad
-            out[plain_name(name)] = g.detach().clone()
+            t = p.grad if grads else p
+            t = t.full_tensor() if isinstance(t, DTensor) else t
+            out[plain_name(name)] = t.detach().clone()
     return out
 
 
 def train_steps(engine, n_micro: int) -> dict:
     """The procedure each layout runs: forward/backward over the global batch, gradient
     clipping, SGD (AdamW would amplify 1e-9 differences); then one evaluation."""
-    dp_rank, dp_size = engine.layout.dp_rank, engine.layout.dp_size
+    dp_rank, dp_size = engine.dp_rank, engine.dp_size
     opts = [torch.optim.SGD(m.parameters(), lr=LR) for m in engine.model_parts]
-    record = {"losses": [], "norms": []}
+    record = {"losses": [], "norms": [], "init": full_tensors(engine.model_parts, grads=False)}
     data = batches()
     per_rank = GLOBAL_BATCH // dp_size
     for step, (tokens, labels) in enumerate(data):
         mine = slice(dp_rank * per_rank, (dp_rank + 1) * per_rank)
         loss = engine.forward_backward(tokens[mine], labels[mine], n_micro)
         if step == 0:
-            record["grads"] = full_grads(engine.model_parts)
+            record["grads"] = full_tensors(engine.model_parts, grads=True)
         record["norms"].append(engine.clip_grad_norm(CLIP).item())
         record["losses"].append(loss.item())
         for opt in opts:

@@ -23,9 +23,9 @@ def main() -> None:
         cfg = load_config(None, BASE + overrides.split(","))
         torch.manual_seed(cfg.train.seed)
         engine = build_engine(cfg, torch.device("cpu"))
-        n_micro = GLOBAL_BATCH // (cfg.train.micro_batch_size * engine.layout.dp_size)
+        n_micro = GLOBAL_BATCH // (cfg.train.micro_batch_size * engine.dp_size)
         record = train_steps(engine, n_micro)
-        record["stages"] = getattr(engine, "stage_idx", [0])
+        record["stages"] = engine.stage_ids
         torch.save(record, out / f"{name}.rank{rank}.pt")
         dist.barrier()
     dist.destroy_process_group()

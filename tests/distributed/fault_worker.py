@@ -8,12 +8,12 @@ import signal
 import sys
 import time
 
-from hyperclova.parallel.engine import ParallelEngine
+from hyperclova.train.engine import Engine
 from hyperclova.train.__main__ import main
 
 
 def inject(mode: str, rank: int) -> None:
-    original = ParallelEngine.forward_backward
+    original = Engine.forward_backward
     calls = {"n": 0}
 
     def forward_backward(self, *args, **kwargs):
@@ -27,7 +27,7 @@ def inject(mode: str, rank: int) -> None:
                 time.sleep(3600)  # alive but silent: the others must time out, not wait forever
         return original(self, *args, **kwargs)
 
-    ParallelEngine.forward_backward = forward_backward
+    Engine.forward_backward = forward_backward
 
 
 if __name__ == "__main__":

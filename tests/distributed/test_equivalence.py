@@ -1,8 +1,8 @@
-"""Every layout computes what one process computes (issue 3 §3): the loss and every parameter's
-gradient after one step, the clipped-gradient norms and the losses of five further SGD steps
-match a single-process run within 1e-5 relative. The layouts accumulate gradients over
-micro-batches while the reference takes the global batch at once, so this also shows that
-accumulation equals one big batch.
+"""Every layout computes what one process computes (docs/parallel.md): every layout starts from
+bit-identical weights; the loss and every parameter's gradient after one step, the clipped-
+gradient norms and the losses of five further SGD steps match a single-process run within 1e-5
+relative. The layouts accumulate gradients over micro-batches while the reference takes the
+global batch at once, so this also shows that accumulation equals one big batch.
 
 One torchrun launch per world size runs all of its layouts (importing torch dominates the time).
 """
@@ -89,6 +89,9 @@ def _check(records: list[dict], ref: dict) -> None:
         assert all(_close(a, b) for a, b in zip(rec["norms"], ref["norms"])), \
             f"rank {rank}: grad norms {rec['norms']} != reference {ref['norms']}"
         assert _close(rec["eval"], ref["eval"]), (rec["eval"], ref["eval"])
+        for name, weight in rec["init"].items():
+            key = "tok_emb.weight" if name == "lm_head.weight" else name
+            assert torch.equal(weight, ref["init"][key]), f"rank {rank}: initial {name} differs"
         for name, grad in rec["grads"].items():
             # A pipeline stage holding the head without the embedding has its own copy of the
             # tied weight; its gradient must be the embedding's (head + embedding contributions).

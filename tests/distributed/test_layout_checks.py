@@ -2,7 +2,7 @@
 import pytest
 
 from hyperclova.config import ConfigError, load_config
-from hyperclova.parallel.mesh import ParallelDims, check_layout
+from hyperclova.parallel.layout import Layout, check_layout
 
 BASE = ["model.n_layers=4", "model.d_model=64", "model.n_heads=4", "model.vocab_size=256",
         "model.seq_len=32", "train.global_batch_size=8", "train.micro_batch_size=2"]
@@ -45,8 +45,8 @@ def test_interleaved_needs_a_multiple_of_pp_microbatches():
 
 
 def test_good_layouts_pass():
-    assert check("parallel.pp=2", "parallel.tp=2", "parallel.dp_shard=2", world=8) == \
-        ParallelDims(pp=2, dp_replicate=1, dp_shard=2, tp=2)
+    lay = check("parallel.pp=2", "parallel.tp=2", "parallel.dp_shard=2", world=8)
+    assert lay.degrees() == {"pp": 2, "dp_replicate": 1, "dp_shard": 2, "tp": 2}
     check("parallel.pp=2", "parallel.vpp=2", "parallel.schedule=interleaved_1f1b", world=2)
     check("parallel.tp=4", "parallel.sequence_parallel=true", world=4)
     assert check().world_size == 1

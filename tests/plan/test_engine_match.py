@@ -1,15 +1,14 @@
-"""The dry run's shards are the parallel engine's: build the real engine for single ranks of a
-layout under torch's fake process group (no communication) and compare the bytes it reports."""
+"""The dry run's shards are the engine's: build the real engine, materialised and initialised,
+for single ranks of a layout under torch's fake process group (no communication) and compare
+the bytes it holds with the dry run's meta-device measurement."""
 import pytest
 import torch
 import torch.distributed as dist
 
 from hyperclova.config import load_config
-from hyperclova.plan.dryrun import dry_run
-
-import hyperclova.parallel.accounting as accounting  # noqa: E402  (part of this package: must import)
-import hyperclova.parallel.engine as engine  # noqa: E402
-fake_pg = pytest.importorskip("torch.testing._internal.distributed.fake_pg")
+from hyperclova.parallel.accounting import memory_bytes
+from hyperclova.plan.dryrun import dry_run, fake_process_group
+from hyperclova.train.engine import build_engine
 
 LAYOUTS = [
     ["parallel.tp=2", "parallel.pp=2", "parallel.vpp=2", "parallel.dp_shard=3",
@@ -18,25 +17,19 @@ LAYOUTS = [
 ]
 
 
-def engine_bytes(cfg, rank: int, world: int) -> dict:
-    dist.init_process_group("fake", store=fake_pg.FakeStore(), rank=rank, world_size=world)
-    try:
-        eng = engine.build_parallel_engine(cfg, torch.device("cpu"))
-        return accounting.memory_bytes(eng.model_parts)
-    finally:
-        dist.destroy_process_group()
-
-
 @pytest.mark.skipif(dist.is_available() and dist.is_initialized(),
                     reason="a process group is already running in this interpreter")
 @pytest.mark.parametrize("overrides", LAYOUTS, ids=["pp-vpp-hsdp-tp", "pp-tp-sp"])
 def test_dry_run_equals_engine(overrides):
     cfg = load_config(None, ["model=tiny", "train.global_batch_size=48",
-                             "train.micro_batch_size=1", *overrides])
+                             "train.micro_batch_size=1", "train.device=cpu", *overrides])
     p = cfg.parallel
     world = p.tp * p.pp * p.dp_replicate * p.dp_shard
     for rank in (0, world - 1):  # first stage / first shard, last stage / last shard
-        got = engine_bytes(cfg, rank, world)
+        with fake_process_group(rank, world):
+            engine = build_engine(cfg, torch.device("cpu"))
+            assert all(not t.is_meta for m in engine.model_parts for t in m.parameters())
+            got = memory_bytes(engine.model_parts)
         (rep,) = dry_run(cfg, ranks=[rank])
         assert (rep.param_bytes, rep.grad_bytes, rep.optim_bytes) == \
             (got["params"], got["grads"], got["optim"]), rank

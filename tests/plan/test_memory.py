@@ -1,10 +1,16 @@
-"""Activation and parameter memory against Korthikanti et al. 2022 and the model's own count."""
+"""Activation and parameter memory against Korthikanti et al. 2022, the engine's own output
+layer and loss, and the model's own count."""
 import pytest
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from hyperclova.model.presets import PRESETS, count_params
-from hyperclova.plan.layout import Layout
+from hyperclova.parallel.accounting import PeakLiveBytes
+from hyperclova.parallel.layout import Layout
+from hyperclova.parallel.loss import linear_cross_entropy
 from hyperclova.plan.memory import (
     activation_bytes,
+    head_activation_bytes,
     inflight_layers,
     layer_activation_bytes,
     model_stats,
@@ -43,11 +49,33 @@ def test_first_stage_holds_all_layers_worth_in_1f1b():
         CFG.n_layers * (1 + 7 / 16))
 
 
-def test_head_stage_adds_logits():
+def test_head_stage_adds_the_output_layer_and_loss():
     lay = Layout(tp=8, pp=8)
     extra = activation_bytes(CFG, lay, 7, 64) - inflight_layers(CFG, lay, 7, 64) * \
         layer_activation_bytes(CFG, lay)
-    assert extra == pytest.approx(4 * S * H / 8 * (1 + CFG.vocab_size / H))
+    assert extra == pytest.approx(head_activation_bytes(CFG, lay))
+    assert activation_bytes(CFG, lay, 0, 64) == inflight_layers(CFG, lay, 0, 64) * \
+        layer_activation_bytes(CFG, lay)  # the first stage has no head
+
+
+@pytest.mark.parametrize("chunk", [1024, 0])
+def test_head_bytes_match_the_loss_itself(chunk):
+    """The planner's head term against the peak of live tensors while the engine's output layer
+    and loss run forward and backward (350M, micro-batch 8, bf16 autocast, on fake tensors: the
+    bytes of every op's output, no memory or time spent)."""
+    cfg, b = PRESETS["350m"], 8
+    with FakeTensorMode():
+        h = torch.randn(b, cfg.seq_len, cfg.d_model, dtype=torch.bfloat16, requires_grad=True)
+        w = torch.randn(cfg.vocab_size, cfg.d_model, requires_grad=True)
+        labels = torch.randint(0, cfg.vocab_size, (b, cfg.seq_len))
+        with PeakLiveBytes() as peak:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = linear_cross_entropy(h, w, labels, chunk)
+            loss.backward()
+    # the LayerNorm's input and the hidden states exist before the loss starts
+    planned = head_activation_bytes(cfg, Layout(micro_batch_size=b), chunk) \
+        - 4 * b * cfg.seq_len * cfg.d_model
+    assert peak.peak == pytest.approx(planned, rel=0.15)
 
 
 @pytest.mark.parametrize("name", ["137m", "1.3b", "82b"])

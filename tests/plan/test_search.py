@@ -8,7 +8,7 @@ import pytest
 from hyperclova.config import load_config
 from hyperclova.model.presets import PRESETS
 from hyperclova.plan.hardware import Cluster, get_gpu
-from hyperclova.plan.layout import Layout
+from hyperclova.parallel.layout import Layout
 from hyperclova.plan.search import Job, evaluate, search
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,13 +43,13 @@ def test_ranking_fits_first_then_fastest(rows_13b):
 
 
 def test_overrides_load_into_the_config_and_the_engine_accepts_them(rows_13b):
-    from hyperclova.parallel.mesh import check_layout
+    from hyperclova.parallel.layout import check_layout
 
     job, rows = rows_13b
     for row in rows[:: max(1, len(rows) // 200)]:  # a spread of rows, all schedules and degrees
         lay = row.layout
         cfg = load_config(None, ["model=13b"] + lay.overrides(job.global_batch))
-        assert Layout.from_config(cfg.parallel, cfg.train.micro_batch_size) == lay
+        assert Layout.from_config(cfg) == lay
         assert cfg.train.global_batch_size == job.global_batch
         check_layout(cfg, world_size=128)  # the parallel engine's own validation
 
