@@ -31,7 +31,7 @@ test: venv
 	$(PY) -m pytest -q tests
 
 test-slow: venv
-	$(PY) -m pytest -q -m slow tests/distributed
+	$(PY) -m pytest -q -m slow tests/distributed tests/eval/test_parallel.py
 
 bench: venv
 	$(PY) bench/run_all.py

@@ -36,10 +36,10 @@ class Loaded:
 class EngineModel:
     """The engine's `forward_eval` with the attributes the scorer reads."""
 
-    def __init__(self, engine, seq_len: int):
+    def __init__(self, engine, seq_len: int, pad_to: int = 1):
         self.engine, self.seq_len = engine, seq_len
-        layout = getattr(engine, "layout", engine)
-        self.dp_rank, self.dp_size = layout.dp_rank, layout.dp_size
+        self.dp_rank, self.dp_size = engine.dp_rank, engine.dp_size
+        self.pad_to = pad_to  # pipeline stages build a schedule per batch shape: fewer shapes
 
     def forward_eval(self, tokens, reduce):
         return self.engine.forward_eval(tokens.to(self.engine.device), reduce)
@@ -109,7 +109,14 @@ def _engine(checkpoint: str, device: torch.device, overrides: list[str]) -> Load
     from hyperclova.train.engine import build_engine
 
     path = resolve_load_path(str(checkpoint))
-    cfg = load_config(Path(path) / "config.yaml", overrides)
+    probe = load_config(Path(path) / "config.yaml", overrides)
+    # The training batch settings do not apply to evaluation, but the layout check reads them
+    # (a pipeline needs >= pp micro-batches per step): give it ones that fit any layout.
+    n_micro = probe.parallel.pp * probe.parallel.vpp
+    dp = probe.parallel.dp_replicate * probe.parallel.dp_shard
+    neutral = ["train.micro_batch_size=1", f"train.global_batch_size={n_micro * dp}",
+               f"parallel.microbatches={n_micro}"]
+    cfg = load_config(Path(path) / "config.yaml", neutral + overrides)
     engine = build_engine(cfg, device)
     if not hasattr(engine, "forward_eval") or not hasattr(engine, "load_weights"):
         raise UserError("tensor/pipeline-parallel evaluation needs the engine's forward_eval and "
@@ -117,6 +124,6 @@ def _engine(checkpoint: str, device: torch.device, overrides: list[str]) -> Load
                         "parallelism only (no parallel.tp/pp)")
     engine.load_weights(str(path))
     p = cfg.parallel
-    model = EngineModel(engine, cfg.model.seq_len)
+    model = EngineModel(engine, cfg.model.seq_len, 64 if p.pp > 1 else 1)
     return Loaded(model, cfg.model, cfg.data.tokenizer,
                   {"dp": model.dp_size, "tp": p.tp, "pp": p.pp}, dist.get_rank(), _step(checkpoint))

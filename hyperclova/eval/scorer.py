@@ -199,8 +199,13 @@ class Scorer:
                 results[i] = LLResult(lp, rows[i][2], g)
         return results
 
+    def _padded_length(self, n: int) -> int:
+        """Right padding never changes a row's logits; a model may ask for few distinct lengths."""
+        m = getattr(self.model, "pad_to", 1)
+        return min(-(-n // m) * m, self.model.seq_len) if m > 1 else n
+
     def _ll_batch(self, batch: list[tuple[list[int], list[int], int]]):
-        T = max(len(inp) for inp, _, _ in batch)
+        T = self._padded_length(max(len(inp) for inp, _, _ in batch))
         inputs = torch.zeros(len(batch), T, dtype=torch.long)
         targets = torch.zeros(len(batch), T, dtype=torch.long)
         mask = torch.zeros(len(batch), T, dtype=torch.bool)
@@ -292,7 +297,7 @@ class Scorer:
         seqs = [list(p) for p in prompts]
         done = [False] * len(seqs)
         for _ in range(n_new):
-            T = max(len(s) for s in seqs)
+            T = self._padded_length(max(len(s) for s in seqs))
             tokens = torch.zeros(len(seqs), T, dtype=torch.long)
             last = torch.tensor([len(s) - 1 for s in seqs])
             for b, s in enumerate(seqs):

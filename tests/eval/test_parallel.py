@@ -46,9 +46,27 @@ def same_results(a: Path, b: Path) -> None:
         json.loads((b / "korquad_pred.json").read_text(encoding="utf-8"))
 
 
-def test_dp2_matches_one_process(ckpt, tmp_path):
-    run_single(ckpt, tmp_path / "one")
+@pytest.fixture(scope="module")
+def one(ckpt, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("eval_one") / "one"
+    run_single(ckpt, out)
+    return out
+
+
+def test_dp2_matches_one_process(ckpt, one, tmp_path):
     torchrun(2, tmp_path / "dp2", ckpt)
     dp = json.loads((tmp_path / "dp2" / "nsmc.json").read_text(encoding="utf-8"))
     assert dp["layout"] == {"dp": 2, "tp": 1, "pp": 1}
-    same_results(tmp_path / "one", tmp_path / "dp2")
+    same_results(one, tmp_path / "dp2")
+
+
+@pytest.mark.parametrize("layout", ["parallel.tp=2", pytest.param("parallel.pp=2", marks=pytest.mark.slow)])
+def test_model_parallel_matches_one_process(ckpt, one, tmp_path, layout, request):
+    """The engine's forward_eval, forward only; pp2 runs with `make test-slow`."""
+    if "slow" in request.keywords and "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("pipeline-parallel evaluation runs with -m slow (make test-slow)")
+    torchrun(2, tmp_path / "mp", ckpt, layout)
+    res = json.loads((tmp_path / "mp" / "nsmc.json").read_text(encoding="utf-8"))
+    degree = layout.split(".")[1].split("=")[0]
+    assert res["layout"][degree] == 2 and res["layout"]["dp"] == 1
+    same_results(one, tmp_path / "mp")
