@@ -31,6 +31,8 @@ BENCHES = {
                "50000,100000,200000,400000,800000"],
     "launch": ["bench/bench_launch.py", "--rounds", "3"],
     "convert": ["bench/bench_convert.py", "--preset", "350m"],
+    "eval-tiny": ["bench/bench_eval.py", "--model", "tiny", "--examples", "64", "--rounds", "3"],
+    "eval-137m": ["bench/bench_eval.py", "--model", "137m", "--examples", "16", "--rounds", "2"],
 }
 
 

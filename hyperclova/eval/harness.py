@@ -1,7 +1,7 @@
 """The lm-evaluation-harness bridge: our checkpoints as an `lm_eval` model named "hyperclova".
 
     python -m hyperclova.eval.harness --model hyperclova \\
-        --model_args checkpoint=runs/1.3b/checkpoints,batch_size=16 --tasks kobest_boolq
+        --model_args checkpoint=runs/1.3b/checkpoints --batch_size 16 --tasks kobest_boolq
 
 (the `lm_eval` command line with our model registered; any lm-eval argument works). From Python,
 `import hyperclova.eval.harness` registers the class before `lm_eval.simple_evaluate(model=
@@ -29,7 +29,13 @@ class HyperclovaLM(LM):
         from hyperclova.errors import UserError
         from hyperclova.tokenizer import load_tokenizer
 
-        loaded = load_eval_model(checkpoint, device)
+        import torch
+
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            # lm-eval passes its --device default (cuda) to every model; run where we can.
+            print(f"hyperclova: device {device!r} is not available, using cpu", file=sys.stderr)
+            device = "cpu"
+        loaded = load_eval_model(checkpoint, str(device))
         tok_dir = tokenizer or loaded.tokenizer_dir
         if not tok_dir:
             raise UserError("the checkpoint names no tokenizer: pass tokenizer=DIR in --model_args")
