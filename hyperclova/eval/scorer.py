@@ -1,9 +1,11 @@
 """Log-likelihood and greedy generation for evaluation, batched, in any layout.
 
-Every model call goes through one function shaped as the engine's `forward_eval(tokens, reduce)`
-(docs/eval.md): `reduce` gets a micro-batch's full-vocabulary logits and returns something small
-(per-token log-probabilities), so a tensor- or pipeline-parallel engine can run the same scorer.
-`PlainModel` gives that shape to a single-process GPT.
+Every call into a parallel model goes through one function shaped as the engine's
+`forward_eval(tokens, reduce)` (docs/eval.md): `reduce` gets a micro-batch's full-vocabulary
+logits and returns something small (per-token log-probabilities), so a tensor- or pipeline-
+parallel engine runs the same scorer. `PlainModel` gives that shape to a single-process GPT and
+offers two cache-based shortcuts on top, which the scorer uses when present: the KV-cache
+generator, and `score_groups` (the label words of one prompt scored on one cached prompt).
 
 Requests are sorted by length (longest first, so memory peaks in the first batch), cut into
 batches under a token budget, and padded on the right: with causal attention, padding after a
