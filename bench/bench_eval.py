@@ -25,8 +25,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-MODELS = {"tiny": ["model=tiny"],
-          "137m": ["model=137m", "model.vocab_size=4096", "model.seq_len=1024"]}
+MODELS = {"tiny": ["model=tiny"]} | {
+    size: [f"model={size}", "model.vocab_size=4096", "model.seq_len=1024"]
+    for size in ("137m", "350m", "1.3b")}  # the larger two are for a GPU (--device cuda)
 
 
 def setup(work: Path, model: str):
@@ -96,6 +97,7 @@ def main() -> None:
     ap.add_argument("--gen-tokens", type=int, default=16)
     ap.add_argument("--workdir", default="/tmp/bench_eval")
     ap.add_argument("--skip-lm-eval", action="store_true")
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     import torch
 
@@ -110,7 +112,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     ckpt, hf, tok_dir, task_yaml = setup(work, args.model)
     tok = load_tokenizer(tok_dir)
-    plain = load_eval_model(ckpt, "cpu").model
+    plain = load_eval_model(ckpt, args.device).model
     # The demo task's template, scored the usual (direct) way, as lm-eval does below.
     spec = load_task(str(task_yaml)).replace(
         num_fewshot=4, runs=1, limit=args.examples, scoring="direct", target_delimiter=" ",
@@ -146,7 +148,7 @@ def main() -> None:
                 label = "log-likelihood" if kind == "ll" else f"greedy, {args.gen_tokens} tokens"
                 print(f"| {label} | {name} | {n / t:.2f} | {base / t:.2f}x |")
     if not args.skip_lm_eval:
-        compare_lm_eval(work, task_yaml, n, ckpt, hf, args.rounds)
+        compare_lm_eval(work, task_yaml, n, ckpt, hf, args.rounds, args.device)
 
 
 def _prompts(spec, scorer, test, train):
@@ -157,7 +159,8 @@ def _prompts(spec, scorer, test, train):
     return [p.context for p in (b.build(ex, demos, 0) for ex in test.items[: spec.limit]) if p]
 
 
-def compare_lm_eval(work: Path, task_yaml: Path, n: int, ckpt: str, hf: str, rounds: int) -> None:
+def compare_lm_eval(work: Path, task_yaml: Path, n: int, ckpt: str, hf: str, rounds: int,
+                    device: str) -> None:
     """lm-eval on the same task and checkpoint: its `hf` model on the export vs our model class."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
@@ -167,9 +170,9 @@ def compare_lm_eval(work: Path, task_yaml: Path, n: int, ckpt: str, hf: str, rou
 
     tasks = lm_eval_task_dir(work, task_yaml, n)
     models = {"lm-eval `hf` on the to-hf export (trust_remote_code)":
-              HFLM(pretrained=hf, trust_remote_code=True, batch_size=16, device="cpu"),
+              HFLM(pretrained=hf, trust_remote_code=True, batch_size=16, device=device),
               "lm-eval with our `hyperclova` model (DCP checkpoint)":
-              HyperclovaLM(checkpoint=ckpt, batch_size=16)}
+              HyperclovaLM(checkpoint=ckpt, batch_size=16, device=device)}
     times: dict[str, list[float]] = {}
     accs = {}
     for _ in range(rounds):
