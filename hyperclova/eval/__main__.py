@@ -13,13 +13,10 @@ Built-in tasks: nsmc, korquad, ynat, klue_sts, aihub_koen, aihub_enko (docs/eval
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from pathlib import Path
 
 import torch
 
-from hyperclova.errors import UserError, cli_main
+from hyperclova.errors import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:

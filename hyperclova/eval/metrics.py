@@ -5,7 +5,8 @@
   (no English article removal); F1 over the *characters* of the whitespace-split tokens; the max
   over gold answers; averaged ×100 over all questions (an unanswered one scores 0).
 - KLUE-YNAT: macro-F1 ×100 over the labels seen in gold or prediction (scikit-learn's `average="macro"`).
-- KLUE-STS: binary F1 ×100 with both prediction and gold thresholded at >= 3.0; Pearson r ×100.
+- KLUE-STS: binary F1 ×100 of the positive class (gold: label >= 3.0, set by the reader);
+  Pearson r ×100.
 - Translation: sacrebleu corpus BLEU, `13a` tokenisation for English targets, `ko-mecab` for Korean.
 """
 from __future__ import annotations
@@ -90,16 +91,6 @@ def pearson(xs: Sequence[float], ys: Sequence[float]) -> float:
     if sxx == 0 or syy == 0:
         return float("nan")
     return 100.0 * sxy / math.sqrt(sxx * syy)
-
-
-STS_THRESHOLD = 3.0
-
-
-def sts_binary_f1(pred_scores: Sequence[float], gold_scores: Sequence[float]) -> float:
-    """KLUE-STS F1 ×100: positive when the score is >= 3.0, for prediction and gold alike."""
-    p = [int(s >= STS_THRESHOLD) for s in pred_scores]
-    g = [int(s >= STS_THRESHOLD) for s in gold_scores]
-    return 100.0 * f1_per_label(p, g, 1)
 
 
 # --- translation ---------------------------------------------------------------------------------

@@ -40,8 +40,10 @@ def test_macro_f1_and_accuracy():
     assert M.macro_f1(["a", "b"], ["a", "a"]) == pytest.approx(100 * (2 / 3 + 0) / 2)
 
 
-def test_sts_binary_f1_thresholds_at_three_and_pearson():
-    assert M.sts_binary_f1([3.0, 2.9, 4.0, 0.0], [3.0, 3.1, 2.0, 1.0]) == pytest.approx(100 * 2 / 4)
+def test_binary_f1_and_pearson():
+    # positive class 1: tp 1, fp 1, fn 1 -> 2/4
+    assert M.f1_per_label([1, 0, 1, 0], [1, 1, 0, 0], 1) == pytest.approx(2 / 4)
+    assert M.f1_per_label([0, 0], [0, 0], 1) == 0.0
     assert M.pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(100.0)
     assert M.pearson([1, 2, 3], [3, 2, 1]) == pytest.approx(-100.0)
     assert math.isnan(M.pearson([1, 1, 1], [1, 2, 3]))
