@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 export OMP_NUM_THREADS ?= 1
 DEMO_DIR ?= demo_out
 
-.PHONY: venv demo test test-slow bench clean
+.PHONY: venv demo eval-demo test test-slow bench clean
 
 venv: $(VENV)/.installed
 
@@ -15,17 +15,23 @@ $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev,serve,mpi,ray]"
+	$(PY) -m pip install -q -e ".[dev,serve,eval,mpi,ray]"
 	touch $@
 
 demo: venv
 	$(PY) -m hyperclova.demo --out $(DEMO_DIR)
 
+# Few-shot evaluation of the demo checkpoint on topic/sentiment files built from held-out
+# generated documents (runs `make demo` first when its checkpoint is missing).
+eval-demo: venv
+	test -f $(DEMO_DIR)/run/checkpoints/latest || $(PY) -m hyperclova.demo --out $(DEMO_DIR)
+	$(PY) -m hyperclova.eval.demo --checkpoint $(DEMO_DIR)/run/checkpoints --out $(DEMO_DIR)/eval
+
 test: venv
 	$(PY) -m pytest -q tests
 
 test-slow: venv
-	$(PY) -m pytest -q -m slow tests/distributed
+	$(PY) -m pytest -q -m slow tests/distributed tests/eval/test_parallel.py
 
 bench: venv
 	$(PY) bench/run_all.py

@@ -2,11 +2,13 @@ from setuptools import find_packages, setup
 
 # Every tool, also as a console script once installed (python tools/x.py works in a checkout).
 TOOLS = ["preprocess_data", "train_tokenizer", "clean_corpus", "merge_datasets", "mix_corpus", "generate_corpus",
-         "tokenizer_report", "convert_checkpoint", "plan", "plot_metrics"]
+         "tokenizer_report", "convert_checkpoint", "plan", "plot_metrics", "eval_report", "plot_eval"]
 SCRIPTS = [f"hyperclova-{t.replace('_', '-')} = hyperclova.cli.{t}:main" for t in TOOLS] + [
     "hyperclova-train = hyperclova.train.__main__:main",
     "hyperclova-generate = hyperclova.generate:main",
     "hyperclova-demo = hyperclova.demo:main",
+    "hyperclova-eval = hyperclova.eval.__main__:main",
+    "hyperclova-serve = hyperclova.serve.__main__:main",
 ]
 
 setup(
@@ -20,7 +22,7 @@ setup(
     # so an installed package finds them without a checkout (hyperclova/paths.py).
     packages=find_packages(include=["hyperclova", "hyperclova.*"]) + ["hyperclova.configs"],
     package_dir={"hyperclova.configs": "configs"},
-    package_data={"hyperclova": ["corpus/data/*", "corpus/data/**/*", "serve/studio/*"],
+    package_data={"hyperclova": ["corpus/data/*", "corpus/data/**/*", "serve/studio/*", "eval/tasks/*.yaml"],
                   "hyperclova.configs": ["*.yaml", "corpus/*.yaml"]},
     entry_points={"console_scripts": SCRIPTS},
     install_requires=[
@@ -50,6 +52,9 @@ setup(
         # uvloop + httptools: uvicorn's fast event loop and HTTP parser (it picks them itself)
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "uvloop; sys_platform != 'win32'", "httptools",
                   "prometheus_client>=0.20", "bm25s>=0.2", "jinja2>=3.1"],
+        # evaluation: lm-evaluation-harness bridge, BLEU (its ko-mecab uses mecab-ko, installed
+        # above), the AI Hub .xlsx reader and the task templates
+        "eval": ["lm-eval>=0.4.5", "accelerate", "sacrebleu>=2.3", "openpyxl>=3.1", "jinja2"],
         "mpi": ["mpi4py", "mpich"],
         "ray": ["ray"],
         # train.float8=true on sm89+ GPUs (never the default; hyperclova/parallel/build.py)

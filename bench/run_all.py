@@ -44,6 +44,8 @@ BENCHES = {
     "loss": ["bench/bench_loss.py"],
     "serve-tiny": ["bench/bench_serve.py", "--model", "tiny", "--clients", "1", "4", "16", "64"],
     "serve-wide": ["bench/bench_serve.py", "--model", "wide", "--clients", "1", "4", "16", "64"],
+    "eval-tiny": ["bench/bench_eval.py", "--model", "tiny", "--examples", "64", "--rounds", "3"],
+    "eval-137m": ["bench/bench_eval.py", "--model", "137m", "--examples", "16", "--rounds", "2"],
 }
 
 

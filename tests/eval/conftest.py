@@ -1,0 +1,32 @@
+"""Session fixtures for the evaluation tests: one small morpheme-aware tokenizer, one tiny model
+saved as a training checkpoint (every test reads them; none may modify them)."""
+from __future__ import annotations
+
+import pytest
+
+from eval_helpers import make_checkpoint, make_tokenizer
+
+
+@pytest.fixture(scope="session")
+def tok_dir(tmp_path_factory) -> str:
+    return make_tokenizer(tmp_path_factory.mktemp("eval_tok"))
+
+
+@pytest.fixture(scope="session")
+def tok(tok_dir):
+    from hyperclova.tokenizer import load_tokenizer
+
+    return load_tokenizer(tok_dir)
+
+
+@pytest.fixture(scope="session")
+def ckpt(tmp_path_factory, tok_dir) -> str:
+    """A DCP checkpoint dir (with `latest`) of a tiny random model whose config names tok_dir."""
+    return make_checkpoint(tmp_path_factory.mktemp("eval_ckpt"), tok_dir)
+
+
+@pytest.fixture(scope="session")
+def model(ckpt):
+    from hyperclova.generate import load_model
+
+    return load_model(ckpt)[0]
