@@ -96,6 +96,7 @@ class StepEstimate:
     model_flops: float  # per step over the cluster, no recomputation
     hardware_flops: float  # per step over the cluster, with recomputation
     tokens_per_step: int
+    internode_bytes: float  # sent by one GPU over InfiniBand per step (DP/FSDP and PP traffic)
 
     def mfu(self, world: int, peak: float) -> float:
         return self.model_flops / (self.step_time * world * peak)
@@ -123,11 +124,14 @@ def estimate_step(stats: ModelStats, lay: Layout, global_batch: int, cluster: Cl
     t_stage = t_compute + t_tp_mb
     t_pipeline = (n_micro + (p - 1) / v) * t_stage
 
-    t_pp = 0.0
+    t_pp = pp_bytes = 0.0
     if p > 1:  # activations forward and gradients back across each of the v chunk boundaries;
         # with tp > 1 each rank sends 1/t and the receivers all-gather over NVLink (Megatron)
         stride = t * lay.dp
-        t_pp = n_micro * 2 * v * (act / t) / _link_bw(stride + 1, cluster, eff)
+        pp_bytes = n_micro * 2 * v * (act / t)
+        t_pp = pp_bytes / _link_bw(stride + 1, cluster, eff)
+        if stride + 1 <= cluster.gpus_per_node:
+            pp_bytes = 0.0
 
     n_rank = max(rank_params(stats, lay, 0), rank_params(stats, lay, p - 1))
     t_dp = _dp_time(n_rank, lay, t_stage, n_micro, cluster, eff)
@@ -139,7 +143,29 @@ def estimate_step(stats: ModelStats, lay: Layout, global_batch: int, cluster: Cl
         t_optim=t_optim, step_time=step,
         model_flops=global_batch * model_flops_per_seq(cfg),
         hardware_flops=global_batch * hardware_flops_per_seq(cfg, lay.recompute),
-        tokens_per_step=global_batch * cfg.seq_len)
+        tokens_per_step=global_batch * cfg.seq_len,
+        internode_bytes=pp_bytes + _dp_internode_bytes(n_rank, lay, n_micro, cluster, eff))
+
+
+def _fsdp_gathers(lay: Layout, n_micro: int) -> int:
+    """All-gathers of a rank's weights per step: with zero_stage 3 and no PP each micro-batch
+    gathers the bf16 weights for forward and again for backward; a pipeline stage, or
+    zero_stage 2, keeps them gathered for the whole step (hyperclova.parallel.data)."""
+    return 1 if (lay.pp > 1 or lay.zero_stage == 2) else 2 * n_micro
+
+
+def _dp_internode_bytes(n_rank: int, lay: Layout, n_micro: int, cluster: Cluster,
+                        eff: Efficiency) -> float:
+    """Bytes one GPU sends over InfiniBand per step for data parallelism: FSDP gathers and
+    reduce-scatters when a shard group spans nodes, the replicas' all-reduce when they do."""
+    node, ds, dr = cluster.gpus_per_node, lay.dp_shard, lay.dp_replicate
+    out = 0.0
+    if ds > 1 and lay.tp * ds > node:
+        out += (ds - 1) / ds * n_rank * (_fsdp_gathers(lay, n_micro) * eff.gather_bytes
+                                         + eff.grad_bytes)
+    if dr > 1 and lay.tp * lay.dp > node:
+        out += 2 * (dr - 1) / dr * n_rank / ds * eff.grad_bytes
+    return out
 
 
 def _dp_time(n_rank: int, lay: Layout, t_stage: float, n_micro: int, cluster: Cluster,
@@ -150,11 +176,8 @@ def _dp_time(n_rank: int, lay: Layout, t_stage: float, n_micro: int, cluster: Cl
     repl_bw = _link_bw(lay.tp * lay.dp, cluster, eff)
     backward = t_stage * (0.75 if lay.recompute == "full" else 2 / 3)
     if lay.dp_shard > 1:
-        # hyperclova.parallel: with zero_stage 3 and no PP each micro-batch gathers the bf16
-        # weights for forward and again for backward; a pipeline stage, or zero_stage 2, keeps
-        # them gathered for the whole step. Gradients are reduce-scattered (fp32) once, after
-        # the last micro-batch.
-        gathers = 1 if (lay.pp > 1 or lay.zero_stage == 2) else 2 * n_micro
+        # gradients are reduce-scattered (fp32) once, after the last micro-batch
+        gathers = _fsdp_gathers(lay, n_micro)
         t_gather = ring_gather_time(n_rank * eff.gather_bytes, lay.dp_shard, shard_bw)
         t_scatter = ring_gather_time(n_rank * eff.grad_bytes, lay.dp_shard, shard_bw)
         exposed = gathers * max(0.0, t_gather - eff.dp_overlap * t_stage / 2)

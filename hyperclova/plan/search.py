@@ -115,8 +115,9 @@ def candidate_layouts(job: Job, tp: list[int] | None = None, pp: list[int] | Non
             for v, shard, stage, b, rc, sp in itertools.product(
                     _divisors(m.n_layers // p) if p > 1 else [1], _divisors(dp) if zero else [1],
                     (3, 2), micro_batches, recompute, sequence_parallel):
-                if stage == 2 and shard == 1:
-                    continue  # ZeRO stages only mean something with sharding
+                if stage == 2 and (shard == 1 or p > 1):
+                    continue  # without sharding, or with a pipeline (weights stay gathered per
+                    # step anyway), stage 2 is stage 3
                 lay = Layout(tp=t, pp=p, vpp=v, dp_replicate=dp // shard, dp_shard=shard,
                              sequence_parallel=sp, micro_batch_size=b, recompute=rc,
                              schedule="interleaved_1f1b" if v > 1 else "1f1b", zero_stage=stage)
@@ -126,13 +127,20 @@ def candidate_layouts(job: Job, tp: list[int] | None = None, pp: list[int] | Non
 
 
 def search(job: Job, **choices) -> list[PlanRow]:
-    """Every candidate layout, estimated; fitting rows first, fastest first."""
+    """Every candidate layout, estimated; fitting rows first, fastest first. Rows within 1% of
+    each other's step time rank by the bytes each GPU sends over InfiniBand: the model's
+    overlap of that traffic is optimistic, so in a tie HSDP sharding inside a node beats FSDP
+    across nodes."""
     layouts = candidate_layouts(job, **choices)
     if not layouts:
         raise UserError(f"no layout of {job.model.n_layers} layers, {job.model.n_heads} heads fits "
-                        f"{job.cluster.describe()} with global batch {job.global_batch}: the batch "
-                        "must be divisible by the data-parallel degree")
+                        f"{job.cluster.describe()} with global batch {job.global_batch}: tp must "
+                        "divide the heads and vocabulary, pp*vpp the layers, and the data-parallel "
+                        "degree the batch (python -m hyperclova.train --dry-run shows why a "
+                        "layout is refused)")
     stats = model_stats(job.model)
     rows = [evaluate(job, lay, stats) for lay in layouts]
-    rows.sort(key=lambda r: (not r.fits, r.step.step_time, r.memory.total))
+    best = min((r.step.step_time for r in rows if r.fits), default=1.0)
+    rows.sort(key=lambda r: (not r.fits, round(r.step.step_time / best, 2),
+                             r.step.internode_bytes, r.step.step_time, r.memory.total))
     return rows

@@ -88,3 +88,31 @@ def train_steps(engine, n_micro: int) -> dict:
     tokens, labels = data[0]
     record["eval"] = engine.eval_loss(tokens[:2], labels[:2]).item()
     return record
+
+
+def sequence_scores(labels: torch.Tensor):
+    """A `reduce` for forward_eval: per sequence, the summed log-probability of `labels` and
+    the last position's argmax (what few-shot evaluation asks of the logits)."""
+    def reduce(logits: torch.Tensor) -> torch.Tensor:
+        assert logits.dtype == torch.float32 and logits.shape[-1] == VOCAB
+        logp = logits.log_softmax(-1).gather(-1, labels[..., None]).squeeze(-1)
+        return torch.stack([logp.sum(-1), logits[:, -1].argmax(-1).float()], dim=-1)
+    return reduce
+
+
+def eval_batches(dp_rank: int, rows: int = 2):
+    """This data-parallel rank's sequences for forward_eval at two lengths (full and half)."""
+    tokens, labels = batches(1)[0]
+    mine = slice(dp_rank * rows, (dp_rank + 1) * rows)
+    return [(tokens[mine, :n], labels[mine, :n]) for n in (SEQ, SEQ // 2)]
+
+
+def inference(engine, checkpoint: str | None = None, rows: int = 2) -> dict:
+    """forward_eval at two sequence lengths; then, given a checkpoint, load_weights and again."""
+    out = {"forward_eval": [engine.forward_eval(t, sequence_scores(l))
+                            for t, l in eval_batches(engine.dp_rank, rows)]}
+    if checkpoint:
+        out["missing"] = engine.load_weights(checkpoint)
+        out["loaded_eval"] = [engine.forward_eval(t, sequence_scores(l))
+                              for t, l in eval_batches(engine.dp_rank, rows)]
+    return out

@@ -3,13 +3,14 @@ write what the single-process reference is compared with to OUT/<case>.rank<r>.p
 
     torchrun --nproc_per_node 2 tests/distributed/equivalence_worker.py OUT name:key=v,key=v ...
 """
+import os
 import sys
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from dist_harness import BASE, GLOBAL_BATCH, train_steps
+from dist_harness import BASE, GLOBAL_BATCH, inference, train_steps
 from hyperclova.config import load_config
 from hyperclova.train.engine import build_engine
 
@@ -25,7 +26,8 @@ def main() -> None:
         engine = build_engine(cfg, torch.device("cpu"))
         n_micro = GLOBAL_BATCH // (cfg.train.micro_batch_size * engine.dp_size)
         record = train_steps(engine, n_micro)
-        record["stages"] = engine.stage_ids
+        record.update(inference(engine, os.environ.get("EQUIVALENCE_CHECKPOINT")))
+        record["stages"], record["dp_rank"] = engine.stage_ids, engine.dp_rank
         torch.save(record, out / f"{name}.rank{rank}.pt")
         dist.barrier()
     dist.destroy_process_group()

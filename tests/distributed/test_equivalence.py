@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dist_harness import BASE, launch, train_steps
+from dist_harness import BASE, inference, launch, train_steps
 from hyperclova.config import load_config
+from hyperclova.train.checkpoint import finalize_step_dir, single_process
 from hyperclova.train.engine import build_engine
 
 REL = 1e-5
@@ -26,6 +27,7 @@ MATRIX = {
         "pp2_interleaved": "parallel.pp=2,parallel.vpp=2,parallel.schedule=interleaved_1f1b",
         "dp2_ddp": "parallel.dp_replicate=2",
         "dp2_fsdp": "parallel.dp_shard=2,parallel.recompute=full",
+        "dp2_fsdp_zero2": "parallel.dp_shard=2,parallel.zero_stage=2",
     },
     4: {
         "tp2_dp2": "parallel.tp=2,parallel.dp_replicate=2",
@@ -61,17 +63,39 @@ SLOW = {
 }
 
 
+ROWS = 8  # forward_eval: data-parallel rank r scores rows [2r, 2r + 2) of these
+
+
 @pytest.fixture(scope="module")
-def reference():
+def checkpoint(tmp_path_factory):
+    """Weights of another seed, for every layout to load with engine.load_weights."""
+    import torch.distributed.checkpoint as dcp
+
+    cfg = load_config(None, BASE + ["train.seed=99"])
+    engine = build_engine(cfg, torch.device("cpu"))
+    root = tmp_path_factory.mktemp("seed99")
+    tmp = root / "step_00000001.tmp"
+    with single_process():
+        dcp.save({"model": engine.model_state()}, checkpoint_id=str(tmp))
+    finalize_step_dir(tmp, root / "step_00000001", cfg, 1)
+    return root, inference(engine, rows=ROWS)["forward_eval"]
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoint):
     cfg = load_config(None, BASE)
     engine = build_engine(cfg, torch.device("cpu"))
-    assert type(engine).__name__ == "Engine"  # the single-device reference
-    return train_steps(engine, n_micro=1)
+    assert engine.mesh is None  # one process: the same build path, no process group needed
+    record = train_steps(engine, n_micro=1)
+    record.update(inference(engine, rows=ROWS))
+    record["loaded_eval"] = checkpoint[1]
+    return record
 
 
-def _run(matrix: dict, world: int, out) -> dict[str, list[dict]]:
+def _run(matrix: dict, world: int, out, checkpoint) -> dict[str, list[dict]]:
     cases = [f"{name}:{ov}" for name, ov in matrix[world].items()]
-    proc = launch(world, "tests/distributed/equivalence_worker.py", str(out), *cases, timeout=420)
+    proc = launch(world, "tests/distributed/equivalence_worker.py", str(out), *cases, timeout=420,
+                  env={"EQUIVALENCE_CHECKPOINT": str(checkpoint)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return {name: [torch.load(out / f"{name}.rank{r}.pt") for r in range(world)]
             for name in matrix[world]}
@@ -89,6 +113,13 @@ def _check(records: list[dict], ref: dict) -> None:
         assert all(_close(a, b) for a, b in zip(rec["norms"], ref["norms"])), \
             f"rank {rank}: grad norms {rec['norms']} != reference {ref['norms']}"
         assert _close(rec["eval"], ref["eval"]), (rec["eval"], ref["eval"])
+        # forward_eval returns the reduced logits on every rank, for this dp rank's sequences
+        dp = rec["dp_rank"]
+        for key in ("forward_eval", "loaded_eval"):
+            for got, want in zip(rec[key], ref[key]):
+                want = want[2 * dp:2 * dp + 2]
+                torch.testing.assert_close(got, want, rtol=REL, atol=1e-6, msg=f"{key} rank {rank}")
+        assert rec["missing"] == []
         for name, weight in rec["init"].items():
             key = "tok_emb.weight" if name == "lm_head.weight" else name
             assert torch.equal(weight, ref["init"][key]), f"rank {rank}: initial {name} differs"
@@ -109,13 +140,13 @@ def _cases(matrix):
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def results(tmp_path_factory, checkpoint):
     cache = {}
 
     def get(matrix, world):
         key = (id(matrix), world)
         if key not in cache:
-            cache[key] = _run(matrix, world, tmp_path_factory.mktemp(f"w{world}"))
+            cache[key] = _run(matrix, world, tmp_path_factory.mktemp(f"w{world}"), checkpoint[0])
         return cache[key]
     return get
 

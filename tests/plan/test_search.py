@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from hyperclova.config import load_config
+from hyperclova.errors import UserError
 from hyperclova.model.presets import PRESETS
 from hyperclova.plan.hardware import Cluster, get_gpu
 from hyperclova.parallel.layout import Layout
@@ -37,9 +38,19 @@ def test_ranking_fits_first_then_fastest(rows_13b):
     _, rows = rows_13b
     fits = [r.fits for r in rows]
     assert fits[0] and fits == sorted(fits, reverse=True)
-    times = [r.step.step_time for r in rows if r.fits]
-    assert times == sorted(times)
+    best = rows[0].step.step_time
+    keys = [(round(r.step.step_time / best, 2), r.step.internode_bytes) for r in rows if r.fits]
+    assert keys == sorted(keys)  # fastest first; within 1%, least InfiniBand traffic first
     assert any(not r.fits for r in rows)  # 13B without sharding overflows 40 GB
+
+
+def test_multi_node_fsdp_becomes_hsdp():
+    """13B with TP 4 on 4 nodes: FSDP over all 8 data-parallel ranks would span the 4 nodes;
+    the planner shards inside a node (dp_shard 2 x tp 4 = 8 GPUs) and replicates across."""
+    job = Job(PRESETS["13b"], Cluster(4, 8, get_gpu("a100-80gb")), 1024, 1e9)
+    best = search(job, tp=[4], pp=[1])[0].layout
+    assert best.dp_shard > 1 and best.dp_replicate > 1
+    assert best.tp * best.dp_shard <= 8
 
 
 def test_overrides_load_into_the_config_and_the_engine_accepts_them(rows_13b):
@@ -52,6 +63,19 @@ def test_overrides_load_into_the_config_and_the_engine_accepts_them(rows_13b):
         assert Layout.from_config(cfg) == lay
         assert cfg.train.global_batch_size == job.global_batch
         check_layout(cfg, world_size=128)  # the parallel engine's own validation
+
+
+def test_layouts_the_trainer_refuses_are_never_offered():
+    """tp 8 on a 12-head model, pp 5 on 24 layers: the trainer refuses both, so must the planner."""
+    from hyperclova.config import ModelConfig
+
+    job = Job(ModelConfig(n_layers=24, d_model=768, n_heads=12, vocab_size=64000, seq_len=2048),
+              Cluster(2, 8, get_gpu("a100-80gb")), 64, 1e9)
+    with pytest.raises(UserError, match="no layout"):
+        search(job, tp=[8])
+    with pytest.raises(UserError, match="no layout"):
+        search(job, pp=[5])
+    assert {r.layout.tp for r in search(job)} <= {1, 2, 4}
 
 
 def test_recompute_and_sp_trade_memory_for_time():
