@@ -15,7 +15,7 @@ $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev,eval,mpi,ray]"
+	$(PY) -m pip install -q -e ".[dev,eval,serve,mpi,ray]"
 	touch $@
 
 demo: venv

@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["hyperclova", "hyperclova.*"]),
-    package_data={"hyperclova": ["corpus/data/*", "corpus/data/**/*", "eval/tasks/*.yaml"]},
+    package_data={"hyperclova": ["corpus/data/*", "corpus/data/**/*", "eval/tasks/*.yaml", "serve/studio/*"]},
     install_requires=[
         # torch is not pinned: any build >= 2.6 works, so GPU users keep their CUDA build and CPU
         # machines are not forced into a multi-GB download (the Makefile installs a CPU wheel).
@@ -28,10 +28,16 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout", "hypothesis", "transformers>=4.40"],
+        # Tests: the official openai client against the server, selenium driving the distribution's
+        # chromium (+ chromium-driver) for the playground, lm-eval scoring through the server,
+        # peft for the LoRA adapter export.
+        "dev": ["pytest", "pytest-timeout", "hypothesis", "transformers>=4.40", "openai>=1.0",
+                "selenium>=4.10", "lm_eval[api]>=0.4.5", "peft>=0.10"],
         # evaluation: lm-evaluation-harness bridge, BLEU (its ko-mecab uses mecab-ko, installed
         # above), the AI Hub .xlsx reader and the task templates
         "eval": ["lm-eval>=0.4.5", "accelerate", "sacrebleu>=2.3", "openpyxl>=3.1", "jinja2"],
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "prometheus_client>=0.20", "bm25s>=0.2",
+                  "jinja2>=3.1"],
         "mpi": ["mpi4py", "mpich"],
         "ray": ["ray"],
     },

@@ -5,12 +5,19 @@
 Prompts of different lengths are left-padded; each sequence gets its own position ids and a mask
 that hides its padding, so a prompt decodes the same alone or in a batch. Greedy decoding with
 the cache gives the same tokens as recomputing the whole sequence at every step.
+
+This module is the one implementation of sampling: `generate` below and the serving engine
+(`hyperclova.serve.batching`) both pick tokens with `adjust_logits` + `pick_tokens`, row by row with
+each row's own `Sampling`, drawing one uniform number per sampled token from the caller's
+generator(s), so a seeded request gives the same tokens alone or in any batch.
 """
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -26,26 +33,184 @@ class Sampling:
     top_k: int = 0  # 0: no top-k filter
     top_p: float = 1.0  # 1: no nucleus filter
     eod_id: int | None = None  # stop a sequence at this token
+    # Penalties as in OpenAI's API (presence/frequency: over the generated tokens, subtracted from
+    # the logits) and CTRL's repetition penalty (over prompt and generated tokens, logits divided
+    # by it when positive, multiplied when negative). Neutral values switch them off.
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    # Ids that are never generated: the model's vocabulary is padded past the tokenizer's (ids at
+    # or above `vocab_limit` decode to nothing), and special ids other than eod_id mean nothing as
+    # output. `Sampling.for_tokenizer` fills both.
+    vocab_limit: int | None = None
+    suppress_ids: tuple[int, ...] = ()
+
+    @classmethod
+    def for_tokenizer(cls, tok, **kwargs) -> "Sampling":
+        """Sampling that only generates ids `tok` can decode, stopping at its end-of-document."""
+        kwargs.setdefault("eod_id", tok.eod_id)
+        return cls(vocab_limit=tok.vocab_size, suppress_ids=never_generated_ids(tok), **kwargs)
+
+    @property
+    def has_penalties(self) -> bool:
+        return bool(self.presence_penalty or self.frequency_penalty or self.repetition_penalty != 1.0)
+
+    def check(self, names: dict[str, str] | None = None) -> "Sampling":
+        """UserError naming the flag or field (`names` maps field -> how the caller spells it)."""
+        names = names or {}
+
+        def bad(field: str, why: str):
+            raise UserError(f"{names.get(field, field)} {why}, got {getattr(self, field)!r}")
+
+        for f in ("temperature", "top_p", "presence_penalty", "frequency_penalty", "repetition_penalty"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                bad(f, "must be a finite number")
+        for f in ("max_new_tokens", "top_k"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int):
+                bad(f, "must be an integer")
+        if self.max_new_tokens < 0:
+            bad("max_new_tokens", "must be 0 or more")
+        if self.temperature < 0:
+            bad("temperature", "must be 0 (greedy) or more")
+        if self.top_k < 0:
+            bad("top_k", "must be 0 (off) or more")
+        if not 0 < self.top_p <= 1:
+            bad("top_p", "must be in (0, 1]")
+        for f in ("presence_penalty", "frequency_penalty"):
+            if not -2 <= getattr(self, f) <= 2:
+                bad(f, "must be in [-2, 2]")
+        if self.repetition_penalty <= 0:
+            bad("repetition_penalty", "must be above 0 (1 is off)")
+        return self
 
 
-def _filter_logits(logits: torch.Tensor, s: Sampling) -> torch.Tensor:
-    logits = logits / s.temperature
-    if s.top_k > 0:
-        kth = torch.topk(logits, min(s.top_k, logits.size(-1))).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if s.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        cum = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cum - sorted_logits.softmax(-1) >= s.top_p  # keep the smallest set reaching top_p
-        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    return logits
+def never_generated_ids(tok) -> tuple[int, ...]:
+    """Special ids other than end-of-document, and the morpheme marker (dropped at encoding)."""
+    ids = {i for i in tok.special_tokens.values() if i != tok.eod_id}
+    if getattr(tok, "marker_id", None) is not None:
+        ids.add(tok.marker_id)
+    return tuple(sorted(ids))
 
 
-def _pick(logits: torch.Tensor, s: Sampling, generator) -> torch.Tensor:
-    if s.temperature == 0:
-        return logits.argmax(-1)
-    probs = _filter_logits(logits.float(), s).softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+# Ids the top-k/top-p filters examine before widening (see _top_k_top_p).
+FILTER_CANDIDATES = 64
+
+
+def _column(rows: Sequence[Sampling], field: str, device, dtype=torch.float32) -> torch.Tensor:
+    return torch.tensor([getattr(r, field) for r in rows], dtype=dtype, device=device)[:, None]
+
+
+def _banned(rows: Sequence[Sampling], vocab: int, device, cache: dict | None) -> torch.Tensor | None:
+    """(B, V) or (1, V) boolean of ids no row may generate (rows usually share one rule).
+    `cache` (the caller's dict) keeps the mask of each rule across steps."""
+    rules = [(r.vocab_limit, r.suppress_ids) for r in rows]
+    if all(rule == (None, ()) for rule in rules):
+        return None
+    cache = {} if cache is None else cache
+    for limit, suppress in set(rules):
+        if (limit, suppress) not in cache:
+            m = torch.zeros(vocab, dtype=torch.bool, device=device)
+            if limit is not None:
+                m[limit:] = True
+            if suppress:
+                m[torch.tensor(suppress, device=device)] = True
+            cache[(limit, suppress)] = m
+    if len(set(rules)) == 1:
+        return cache[rules[0]][None]
+    return torch.stack([cache[rule] for rule in rules])
+
+
+def adjust_logits(logits: torch.Tensor, rows: Sequence[Sampling], counts: torch.Tensor | None = None,
+                  seen: torch.Tensor | None = None, mask_cache: dict | None = None) -> torch.Tensor:
+    """fp32 logits (B, V) that greedy and sampled picks choose from: banned ids at -inf, then
+    penalties. counts: (B, V) occurrences among each row's generated tokens; seen: (B, V) bool,
+    the ids in each row's prompt or output (both only needed when a row has penalties).
+    mask_cache: a dict the caller keeps across steps, so banned-id masks are built once."""
+    x = logits.float()
+    banned = _banned(rows, x.size(-1), x.device, mask_cache)
+    if any(r.has_penalties for r in rows):
+        if counts is None or seen is None:
+            raise ValueError("penalties need the token counts of each row")
+        rep = _column(rows, "repetition_penalty", x.device)
+        x = torch.where(seen, torch.where(x > 0, x / rep, x * rep), x)
+        x = x - _column(rows, "frequency_penalty", x.device) * counts
+        x = x - _column(rows, "presence_penalty", x.device) * (counts > 0)
+    if banned is not None:
+        x = x.masked_fill(banned, float("-inf"))
+    return x
+
+
+def filter_logits(x: torch.Tensor, rows: Sequence[Sampling]) -> torch.Tensor:
+    """Temperature, then top-k, then top-p (on the top-k renormalised distribution), per row;
+    dropped ids at -inf. Ids keep their places, so a row samples the same whatever its
+    neighbours filter."""
+    x = x / _column(rows, "temperature", x.device)
+    filtering = [i for i, r in enumerate(rows) if r.top_k > 0 or r.top_p < 1]
+    if not filtering:
+        return x
+    sub = [rows[i] for i in filtering]
+    idx = torch.tensor(filtering, device=x.device)
+    out = x.clone()
+    out[idx] = _top_k_top_p(x[idx], sub)
+    return out
+
+
+def _top_k_top_p(x: torch.Tensor, rows: Sequence[Sampling]) -> torch.Tensor:
+    """The kept logits of rows that filter. A full sort of a 64k vocabulary costs more than a
+    small model's decode step, so the best FILTER_CANDIDATES ids are looked at first (a partial
+    sort) and the search widens only while some row's nucleus reaches past them."""
+    V = x.size(-1)
+    top_k = torch.tensor([r.top_k if r.top_k > 0 else V for r in rows], device=x.device)[:, None]
+    top_p = torch.tensor([r.top_p if r.top_p < 1 else math.inf for r in rows], device=x.device)[:, None]
+    use_p = any(r.top_p < 1 for r in rows)
+    full_norm = x.logsumexp(-1, keepdim=True) if use_p else None
+    k = min(V, max(FILTER_CANDIDATES, *(r.top_k for r in rows)))
+    while True:
+        vals, ids = x.topk(k, dim=-1)  # descending
+        drop = torch.arange(k, device=x.device)[None] >= top_k
+        complete = top_k <= k
+        if use_p:
+            # probabilities within the top-k set (whole vocabulary for rows without top-k)
+            norm = torch.where(complete, vals.masked_fill(drop, float("-inf")).logsumexp(-1, keepdim=True),
+                               full_norm)
+            p = (vals - norm).exp().masked_fill(drop, 0.0)
+            cum = p.cumsum(-1)
+            drop |= cum - p >= top_p  # keep the smallest set reaching top_p
+            complete |= cum[:, -1:] >= top_p
+        if k == V or bool(complete.all()):
+            break
+        k = min(V, 8 * k)
+    return torch.full_like(x, float("-inf")).scatter(-1, ids, vals.masked_fill(drop, float("-inf")))
+
+
+def pick_tokens(x: torch.Tensor, rows: Sequence[Sampling], uniforms: torch.Tensor | None) -> torch.Tensor:
+    """Next ids (B,) from adjusted logits `x`: argmax for temperature 0, else inverse-CDF sampling
+    with one uniform number in [0, 1) per row (rows at temperature 0 ignore theirs)."""
+    out = x.argmax(-1)
+    sampled = [i for i, r in enumerate(rows) if r.temperature > 0]
+    if not sampled:
+        return out
+    if uniforms is None:
+        raise ValueError("sampling needs uniform numbers")
+    idx = torch.tensor(sampled, device=x.device)
+    probs = filter_logits(x[idx], [rows[i] for i in sampled]).softmax(-1)
+    cdf = probs.cumsum(-1)
+    u = uniforms.to(device=x.device, dtype=cdf.dtype)[idx]
+    ids = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None].contiguous(), right=True).squeeze(-1)
+    last = (probs > 0).cumsum(-1).argmax(-1)  # the last id with non-zero probability
+    out[idx] = torch.minimum(ids, last)
+    return out
+
+
+def token_logprobs(logits: torch.Tensor, vocab_limit: int | None = None) -> torch.Tensor:
+    """Log-probabilities of the model's distribution over real tokens (padding ids excluded),
+    before penalties, temperature and filters: what `logprobs` in the serving API reports."""
+    x = logits.float()
+    if vocab_limit is not None and vocab_limit < x.size(-1):
+        x = x[..., :vocab_limit]
+    return x.log_softmax(-1)
 
 
 def _mask(valid: torch.Tensor, q_len: int) -> torch.Tensor:
@@ -59,10 +224,17 @@ def _mask(valid: torch.Tensor, q_len: int) -> torch.Tensor:
     return allowed[:, None]
 
 
+def uniforms(generator: torch.Generator | None, n: int) -> torch.Tensor:
+    """n uniform numbers in [0, 1) drawn on the CPU, so a seed means the same on every device."""
+    return torch.rand(n, generator=generator)
+
+
 @torch.no_grad()
 def generate(model: GPT, prompts: list[list[int]], s: Sampling, use_cache: bool = True,
              generator: torch.Generator | None = None) -> list[list[int]]:
-    """New tokens for each prompt (up to and including the end-of-document token)."""
+    """New tokens for each prompt (up to and including the end-of-document token). `generator`
+    is a CPU generator (one uniform number per sampled token is drawn from it)."""
+    s.check()
     if not prompts or any(len(p) == 0 for p in prompts):
         raise UserError("every prompt must encode to at least one token")
     cfg, device = model.cfg, model.tok_emb.weight.device
@@ -76,6 +248,13 @@ def generate(model: GPT, prompts: list[list[int]], s: Sampling, use_cache: bool 
         seq[i, L - len(p):L] = torch.tensor(p, device=device)
         valid[i, L - len(p):L] = True
     positions = (valid.long().cumsum(1) - 1).clamp(min=0)
+    rows = [s] * B
+    masks: dict = {}
+    counts = seen = None
+    if s.has_penalties:
+        counts = torch.zeros(B, cfg.vocab_size, device=device)
+        seen = torch.zeros(B, cfg.vocab_size, dtype=torch.bool, device=device)
+        seen.scatter_(1, seq[:, :L], valid[:, :L])
     caches = None
     if use_cache:
         shape = (B, cfg.n_heads, total, cfg.d_head)
@@ -88,12 +267,16 @@ def generate(model: GPT, prompts: list[list[int]], s: Sampling, use_cache: bool 
         start = cur - 1 if (use_cache and cur > L) else 0
         logits = model(seq[:, start:cur], positions[:, start:cur],
                        _mask(valid[:, :cur], cur - start), caches, start)
-        nxt = _pick(logits[:, -1], s, generator)
+        x = adjust_logits(logits[:, -1], rows, counts, seen, masks)
+        nxt = pick_tokens(x, rows, uniforms(generator, B) if s.temperature > 0 else None)
         if s.eod_id is not None:
             nxt = torch.where(finished, torch.full_like(nxt, s.eod_id), nxt)
         seq[:, cur] = nxt
         valid[:, cur] = True
         positions[:, cur] = positions[:, cur - 1] + 1
+        if counts is not None:
+            counts.scatter_add_(1, nxt[:, None], torch.ones(B, 1, device=device))
+            seen.scatter_(1, nxt[:, None], True)
         if s.eod_id is not None:
             finished |= nxt == s.eod_id
             if finished.all():
@@ -143,11 +326,26 @@ def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[GPT, Config
     return model.eval(), cfg
 
 
+CLI_FLAGS = {"max_new_tokens": "--max-new-tokens", "temperature": "--temperature", "top_k": "--top-k",
+             "top_p": "--top-p", "presence_penalty": "--presence-penalty",
+             "frequency_penalty": "--frequency-penalty", "repetition_penalty": "--repetition-penalty"}
+
+
+def read_prompts_file(path: str) -> list[str]:
+    try:
+        text = Path(path).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--prompts-file {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    return [line for line in text.splitlines() if line.strip()]
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m hyperclova.generate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="step dir, or a checkpoint dir with `latest`")
+    p.add_argument("--checkpoint", required=True,
+                   help="a run's checkpoint dir (its `latest`), a step dir, a to-hf export dir or "
+                        "a consolidate .safetensors file")
     p.add_argument("--tokenizer", help="tokenizer dir (default: the run's data.tokenizer)")
     p.add_argument("--prompt", action="append", default=[], help="repeat for a batch")
     p.add_argument("--prompts-file", help="one prompt per line")
@@ -155,16 +353,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--top-k", type=int, default=50)
     p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--presence-penalty", type=float, default=0.0)
+    p.add_argument("--frequency-penalty", type=float, default=0.0)
+    p.add_argument("--repetition-penalty", type=float, default=1.0)
     p.add_argument("--greedy", action="store_true")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
+    s = Sampling(args.max_new_tokens, 0.0 if args.greedy else args.temperature, args.top_k,
+                 args.top_p, presence_penalty=args.presence_penalty,
+                 frequency_penalty=args.frequency_penalty,
+                 repetition_penalty=args.repetition_penalty).check(CLI_FLAGS)
     prompts = list(args.prompt)
     if args.prompts_file:
-        prompts += [line.rstrip("\n") for line in Path(args.prompts_file).read_text("utf-8").splitlines() if line.strip()]
+        prompts += read_prompts_file(args.prompts_file)
     if not prompts:
         raise UserError("give at least one --prompt or a --prompts-file")
+    from dataclasses import replace
+
     from hyperclova.tokenizer import load_tokenizer
 
     model, cfg = load_model(args.checkpoint, args.device)
@@ -172,9 +379,8 @@ def main(argv: list[str] | None = None) -> None:
     if not tok_dir:
         raise UserError("the checkpoint's config names no data.tokenizer: pass --tokenizer DIR")
     tok = load_tokenizer(tok_dir)
-    s = Sampling(args.max_new_tokens, 0.0 if args.greedy else args.temperature, args.top_k,
-                 args.top_p, tok.eod_id)
-    gen = torch.Generator(device=args.device).manual_seed(args.seed)
+    s = replace(s, eod_id=tok.eod_id, vocab_limit=tok.vocab_size, suppress_ids=never_generated_ids(tok))
+    gen = torch.Generator().manual_seed(args.seed)
     outs = generate(model, [tok.encode(t) for t in prompts], s, not args.no_cache, gen)
     for prompt, ids in zip(prompts, outs):
         ids = [i for i in ids if i != tok.eod_id]

@@ -106,6 +106,11 @@ class Tokenizer:
         return self._specials[UNK]
 
     @property
+    def marker_id(self) -> int | None:
+        """The id of the morpheme marker (dropped after encoding; never generated), or None."""
+        return self._marker_id
+
+    @property
     def hf_tokenizer(self):
         """The underlying `tokenizers.Tokenizer` (None for spm)."""
         return self._hf
