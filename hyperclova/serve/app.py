@@ -131,7 +131,7 @@ def _sse(server: Server, prep):
                 yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
             yield "data: [DONE]\n\n"
         finally:  # the client went away mid-stream: its sequences leave the batch now
-            server.engine.cancel(prep.seqs)
+            prep.variant.engine.cancel(prep.seqs)
     return StreamingResponse(gen(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -140,9 +140,11 @@ def create_app(server: Server) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app):
         server.attach_loop(asyncio.get_running_loop())
-        server.engine.start()
+        for engine in server.engines():
+            engine.start()
         yield
-        server.engine.close()
+        for engine in server.engines():
+            engine.close()
 
     app = FastAPI(title="hyperclova", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
@@ -181,18 +183,20 @@ def create_app(server: Server) -> FastAPI:
     async def metrics():
         return Response(server.metrics.render(), media_type=server.metrics.content_type)
 
-    def model_card() -> dict:
-        return {"id": server.model_name, "object": "model", "created": 0, "owned_by": "hyperclova",
+    def model_card(v) -> dict:
+        card = {"id": v.name, "object": "model", "created": 0, "owned_by": "hyperclova",
                 "max_model_len": server.max_len}
+        if v is not server.base:  # an adapter: what it is and what it is applied to
+            card |= {"root": server.model_name, "parent": server.model_name, "adapter": v.kind}
+        return card
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [model_card()]}
+        return {"object": "list", "data": [model_card(v) for v in server.variants.values()]}
 
     @app.get("/v1/models/{name:path}")
     async def model(name: str):
-        server.check_model(name)
-        return model_card()
+        return model_card(server.check_model(name))
 
     @app.post("/v1/completions")
     async def completions(request: Request):

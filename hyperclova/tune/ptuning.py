@@ -96,11 +96,12 @@ class PromptInput(nn.Module):
         self.encoder = encoder
         self.stored = None
         if stored is not None:
-            self.stored = nn.Parameter(torch.empty(stored.shape, device="meta"), requires_grad=False)
             self._stored_value = stored.detach().float().cpu()
+            self.stored = nn.Parameter(stored.detach().float().clone(), requires_grad=False)
 
     def param_init(self, name: str, t: torch.Tensor, generator: torch.Generator) -> None:
-        t.copy_(self._stored_value)  # `stored`: the table computed from the trained encoder
+        # `stored` after the engine materialised the model: the table the trained encoder gave
+        t.copy_(self._stored_value)
 
     def table(self) -> torch.Tensor:
         return self.encoder() if self.encoder is not None else self.stored
@@ -121,7 +122,9 @@ def add_ptuning(model: GPT, cfg: PTuningConfig) -> None:
 
 
 def add_stored_prompts(model: GPT, table: torch.Tensor) -> None:
-    """Give `model` (meta) a fixed prompt table, the trained encoder's output (inference)."""
+    """Give `model` a fixed prompt table, the trained encoder's output (inference). Several
+    adapters' tables can share one model stacked (serving): adapter k's virtual token j is then
+    `vocab_size + (rows before k) + j` (PromptTokenizer with that offset)."""
     model.input_adapter = PromptInput(model.cfg.vocab_size, stored=table)
 
 
@@ -133,8 +136,10 @@ class PromptTokenizer:
     from pieces (tuning) or from one string (evaluation, generation). Everything else is the
     wrapped tokenizer's."""
 
-    def __init__(self, tok, vocab_size: int, n: int):
-        self._tok, self._vocab, self._n = tok, vocab_size, n
+    def __init__(self, tok, vocab_size: int, n: int, offset: int = 0):
+        """Markers 0..n-1 become ids vocab_size + offset + j (`offset`: rows of the prompt
+        table before this adapter's, when several share a model)."""
+        self._tok, self._vocab, self._n = tok, vocab_size + offset, n
         self._split = re.compile("([" + re.escape("".join(marker(j) for j in range(n))) + "])")
 
     def __getattr__(self, name):
