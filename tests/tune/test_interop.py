@@ -92,3 +92,33 @@ def test_eval_and_generate_take_an_adapter(lora_run, ptuning_run, nsmc, capsys):
         generate(["--adapter", str(run[2]), "--prompt", "이 영화 정말", "--greedy",
                   "--max-new-tokens", "4"])
         assert capsys.readouterr().out.startswith("### 이 영화 정말")
+
+
+def test_tensor_parallel_evaluation_with_adapters(lora_run, ptuning_run, nsmc, tmp_path):
+    """Both adapters evaluated under tp2 (torchrun, gloo) score every example as one process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hyperclova.eval.api import run_evaluation
+
+    repo = Path(__file__).resolve().parents[2]
+    runs = [str(lora_run[2]), str(ptuning_run[2])]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "--monitor-interval=0.2", str(repo / "tests/tune/tp_eval_worker.py"), str(tmp_path),
+           str(nsmc[1]), *runs]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for i, run in enumerate(runs):
+        one = tmp_path / f"one{i}_pred.jsonl"
+        run_evaluation(None, "nsmc", data=[str(nsmc[1])], adapter=run, predictions=str(one),
+                       log=lambda s: None)
+        tp = json.loads((tmp_path / f"{i}.json").read_text(encoding="utf-8"))
+        assert tp["layout"]["tp"] == 2 and tp["adapter"]["path"].startswith(run)
+        got = [json.loads(x) for x in (tmp_path / f"{i}_pred.jsonl").read_text().splitlines()]
+        want = [json.loads(x) for x in one.read_text().splitlines()]
+        assert [r["prediction"] for r in got] == [r["prediction"] for r in want]
+        for a, b in zip(got, want):
+            assert a["scores"] == pytest.approx(b["scores"], abs=1e-5)
