@@ -31,6 +31,8 @@ BENCHES = {
                "50000,100000,200000,400000,800000"],
     "launch": ["bench/bench_launch.py", "--rounds", "3"],
     "convert": ["bench/bench_convert.py", "--preset", "350m"],
+    "tune": ["bench/bench_tune.py", "--preset", "137m", "--threads", "2", "--rounds", "2",
+             "--steps", "3"],
     "serve-tiny": ["bench/bench_serve.py", "--model", "tiny", "--clients", "1", "4", "16", "64"],
     "serve-wide": ["bench/bench_serve.py", "--model", "wide", "--clients", "1", "4", "16", "64"],
 }

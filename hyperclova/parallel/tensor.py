@@ -41,8 +41,8 @@ TP_PLAN = {"attn.qkv": "colwise", "attn.proj": "rowwise", "mlp.fc1": "colwise", 
 
 def apply_tp(model: GPT, tp_mesh: DeviceMesh, sequence_parallel: bool) -> None:
     """Shard `model` (a whole model or a pipeline stage) in place over `tp_mesh`."""
-    # torch's SequenceParallel style makes new parameters that require gradients: note the
-    # frozen ones to freeze them again after.
+    # New DTensor parameters (ours, and torch's SequenceParallel style's) require gradients:
+    # note the frozen ones to freeze them again at the end.
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     # Activations between sub-layers: sequence-sharded (SP) or replicated.
     act = Shard(1) if sequence_parallel else Replicate()
@@ -74,8 +74,8 @@ def apply_tp(model: GPT, tp_mesh: DeviceMesh, sequence_parallel: bool) -> None:
         parallelize_module(model.tok_emb, tp_mesh,
                            RowwiseParallel(input_layouts=Replicate(), output_layouts=emb_out),
                            src_data_rank=None)
-        _replicated(model.pos_emb, tp_mesh, Shard(0) if emb_out == act and sequence_parallel
-                    else Replicate())
+        _replicated(model.pos_emb, tp_mesh,
+                    Shard(0) if sequence_parallel and not split_later else Replicate())
         if split_later:
             distribute_module(model.drop, tp_mesh, input_fn=_split_sequence)
     if model.ln_f is not None:
@@ -87,8 +87,7 @@ def apply_tp(model: GPT, tp_mesh: DeviceMesh, sequence_parallel: bool) -> None:
         # A head-only pipeline stage: its own copy of the vocab-parallel weight.
         w = model.lm_head.weight
         model.lm_head.weight = nn.Parameter(distribute_tensor(w, tp_mesh, [Shard(0)],
-                                                              src_data_rank=None),
-                                            requires_grad=w.requires_grad)
+                                                              src_data_rank=None))
     model.tie_weights()  # the head shares the embedding's vocab-sharded DTensor
     for n, p in model.named_parameters():
         if n in frozen:
@@ -103,7 +102,7 @@ def _replicated(module: nn.Module, tp_mesh: DeviceMesh, out_placement) -> None:
     def partition(name, mod, mesh):
         for pname, param in list(mod.named_parameters(recurse=False)):
             dt = distribute_tensor(param, mesh, [Replicate()], src_data_rank=None)
-            mod.register_parameter(pname, nn.Parameter(dt, requires_grad=param.requires_grad))
+            mod.register_parameter(pname, nn.Parameter(dt))
 
     def input_fn(mod, inputs, mesh):
         return tuple(DTensor.from_local(x, mesh, [Replicate()], run_check=False)

@@ -228,13 +228,19 @@ def adapter_tokenizer(cfg: Optional[Config], tok):
 
 def tuned_task(spec, cfg: Config):
     """The task as tuning and inference with an adapter see it: `tune.doc_to_text` replaces the
-    input template, and P-tuning places its virtual tokens around it."""
+    input template, and P-tuning places its virtual tokens around the context: the input, or,
+    for a task scored the channel way (the label word is the context, the text is scored), the
+    label word."""
     from hyperclova.tune.ptuning import wrap_template
 
     text = cfg.tune.doc_to_text if cfg.tune.doc_to_text is not None else spec.doc_to_text
-    if cfg.tune.method == "ptuning":
-        text = wrap_template(text, cfg.tune.ptuning)
-    return spec.replace(doc_to_text=text)
+    spec = spec.replace(doc_to_text=text)
+    if cfg.tune.method != "ptuning":
+        return spec
+    pt = cfg.tune.ptuning
+    if spec.output_type == "multiple_choice" and spec.scoring == "channel":
+        return spec.replace(doc_to_choice={k: wrap_template(w, pt) for k, w in spec.doc_to_choice.items()})
+    return spec.replace(doc_to_text=wrap_template(text, pt))
 
 
 def wrap_prompt(cfg: Optional[Config], text: str) -> str:

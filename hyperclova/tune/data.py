@@ -5,7 +5,10 @@ or a task YAML file, docs/eval.md) supplies the file reader, the prompt template
 verbalizer. An example becomes `context = description + doc_to_text` (P-tuning's virtual tokens
 around the input, hyperclova/tune/adapters.py `tuned_task`) and `target = target_delimiter +
 label word` (classification: the verbalizer the evaluation scores) or `+ gold text + end of
-document` (generation). Context and target are encoded by the evaluation's scorer
+document` (generation). A classification task scored the channel way (`scoring: channel`) is
+tuned the channel way too (Min et al. 2022's channel prompt tuning): the context is the gold
+label word (P-tuning's virtual tokens around it) and the target the text, P(text | label), which
+evaluation compares across labels. Context and target are encoded by the evaluation's scorer
 (`Scorer.encode_pair`), so a tuned model is trained on exactly the sequences it is evaluated on;
 the loss covers the target tokens only.
 
@@ -70,11 +73,7 @@ def task_spec(cfg: Config):
     if not cfg.tune.task:
         raise ConfigError(f"tune.task: name the task to tune on: a built-in task "
                           f"({', '.join(builtin_tasks())}) or a task YAML file")
-    spec = load_task(cfg.tune.task)
-    if spec.output_type == "multiple_choice" and spec.scoring == "channel":
-        raise UserError(f"{spec.source}: scoring: channel scores P(text | label); tuning trains "
-                        "P(label word | text): use a task file with scoring: direct")
-    return tuned_task(spec, cfg)
+    return tuned_task(load_task(cfg.tune.task), cfg)
 
 
 def read_split(spec, split: str, path: Optional[str]):
@@ -99,10 +98,13 @@ def encode_split(spec, examples, tok, seq_len: int) -> Split:
         out.skip(reason, "", n, examples.skip_examples.get(reason, []))
     scorer = Scorer(None, tok)
     generation = spec.output_type != "multiple_choice"
+    channel = not generation and spec.scoring == "channel"
     for ex in examples.items:
         head = render(spec.description, ex.fields, spec, ex.where) if spec.description else ""
-        context = head + render(spec.doc_to_text, ex.fields, spec, ex.where)
-        enc = scorer.encode_pair(context, spec.target_delimiter + target_text(spec, ex))
+        text = render(spec.doc_to_text, ex.fields, spec, ex.where)
+        answer = target_text(spec, ex)  # the label word or the gold text
+        context, target = (head + answer, text) if channel else (head + text, answer)
+        enc = scorer.encode_pair(context, spec.target_delimiter + target)
         ids = enc.ids + ([tok.eod_id] if generation else [])
         if len(ids) - 1 > seq_len:
             out.skip("too_long", ex.where)

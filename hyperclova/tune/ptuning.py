@@ -47,7 +47,13 @@ def wrap_template(text: str, cfg: PTuningConfig) -> str:
 # --- the prompt encoder ------------------------------------------------------------------------
 
 class _Linear(nn.Linear):
+    out_std: Optional[float] = None  # the output layer: N(0, std) weights, zero bias
+
     def param_init(self, name: str, t: torch.Tensor, generator: torch.Generator) -> None:
+        if self.out_std is not None:
+            nn.init.normal_(t, 0.0, self.out_std, generator=generator) if name == "weight" \
+                else nn.init.zeros_(t)
+            return
         bound = 1 / math.sqrt(self.in_features)  # nn.Linear's default initialisation
         if name == "weight":
             nn.init.kaiming_uniform_(t, a=math.sqrt(5), generator=generator)
@@ -65,7 +71,8 @@ class PromptEncoder(nn.Module):
     """Virtual-token embeddings (n, d_model): an input table (n, hidden) through a bidirectional
     two-layer LSTM (kind `lstm`) and a two-layer MLP, or through the MLP alone (kind `mlp`)."""
 
-    def __init__(self, n: int, d_model: int, kind: str = "lstm", hidden: Optional[int] = None):
+    def __init__(self, n: int, d_model: int, kind: str = "lstm", hidden: Optional[int] = None,
+                 out_std: Optional[float] = None):
         super().__init__()
         hidden = hidden or d_model
         self.kind = kind
@@ -74,6 +81,9 @@ class PromptEncoder(nn.Module):
                      if kind == "lstm" else None)
         width = 2 * (hidden // 2) if kind == "lstm" else hidden
         self.mlp = nn.Sequential(_Linear(width, hidden), nn.ReLU(), _Linear(hidden, d_model))
+        # Prompt embeddings start at the scale of the model's token embeddings (its init_std):
+        # much larger ones would drown, in the residual stream, what the model reads from the input.
+        self.mlp[2].out_std = out_std
 
     def param_init(self, name: str, t: torch.Tensor, generator: torch.Generator) -> None:
         nn.init.normal_(t, 0.0, 1.0, generator=generator)  # nn.Embedding's default
@@ -118,7 +128,8 @@ def add_ptuning(model: GPT, cfg: PTuningConfig) -> None:
     """Give `model` (meta) a trainable prompt encoder at its input."""
     mc = model.cfg
     model.input_adapter = PromptInput(
-        mc.vocab_size, PromptEncoder(n_virtual(cfg), mc.d_model, cfg.encoder, cfg.hidden))
+        mc.vocab_size, PromptEncoder(n_virtual(cfg), mc.d_model, cfg.encoder, cfg.hidden,
+                                     mc.init_std))
 
 
 def add_stored_prompts(model: GPT, table: torch.Tensor) -> None:

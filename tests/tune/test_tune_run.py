@@ -133,3 +133,25 @@ def test_bad_configs_stop_naming_the_key(override, key, base, capsys):
         main(["--checkpoint", str(base), "tune.task=nsmc", *method, override])
     assert e.value.code == 2
     assert key in capsys.readouterr().err
+
+
+def test_channel_tasks_tune_the_channel_way(tmp_path, tok_dir, nsmc):
+    """scoring: channel: the label word (P-tuning: inside its virtual tokens) is the context and
+    the text the target, as evaluation scores it."""
+    from hyperclova.tokenizer import load_tokenizer
+    from hyperclova.tune.adapters import adapter_tokenizer
+    from hyperclova.tune.data import encode_split, read_split, task_spec
+
+    task = tmp_path / "channel.yaml"
+    task.write_text('task: ch\nformat: nsmc\noutput_type: multiple_choice\nscoring: channel\n'
+                    'target_delimiter: "\\n"\ndoc_to_text: "{{document}}"\ndoc_to_target: "{{label}}"\n'
+                    'doc_to_choice: {0: 별로, 1: 최고}\nmetric: accuracy\n', encoding="utf-8")
+    cfg = load_config(None, [f"tune.task={task}", "tune.method=ptuning", "model.vocab_size=640"])
+    spec = task_spec(cfg)
+    assert spec.doc_to_choice[1] == "\U00100000\U00100001\U00100002최고\U00100003\U00100004\U00100005"
+    tok = adapter_tokenizer(cfg, load_tokenizer(tok_dir))
+    split = encode_split(spec, read_split(spec, "train", str(nsmc[0])), tok, 128)
+    ex, rec = split.items[0], nsmc[0].read_text(encoding="utf-8").splitlines()[1].split("\t")
+    assert ex.ids[:3] == [640, 641, 642] and ex.ids[ex.split - 3:ex.split] == [643, 644, 645]
+    assert tok.decode(ex.ids[3:ex.split - 3]) == ("최고" if rec[2] == "1" else "별로")
+    assert tok.decode(ex.ids[ex.split:]) == "\n" + rec[1]
