@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 export OMP_NUM_THREADS ?= 1
 DEMO_DIR ?= demo_out
 
-.PHONY: venv demo eval-demo test test-slow bench clean
+.PHONY: venv demo eval-demo tune-demo test test-slow bench clean
 
 venv: $(VENV)/.installed
 
@@ -26,6 +26,12 @@ demo: venv
 eval-demo: venv
 	test -f $(DEMO_DIR)/run/checkpoints/latest || $(PY) -m hyperclova.demo --out $(DEMO_DIR)
 	$(PY) -m hyperclova.eval.demo --checkpoint $(DEMO_DIR)/run/checkpoints --out $(DEMO_DIR)/eval
+
+# P-tuning, LoRA and full fine-tuning of the demo checkpoint against its few-shot score on the
+# evaluation demo's tasks, printed as a Table 4-shaped comparison (docs/tune.md).
+tune-demo: venv
+	test -f $(DEMO_DIR)/run/checkpoints/latest || $(PY) -m hyperclova.demo --out $(DEMO_DIR)
+	$(PY) -m hyperclova.tune.demo --checkpoint $(DEMO_DIR)/run/checkpoints --out $(DEMO_DIR)/tune
 
 test: venv
 	$(PY) -m pytest -q tests

@@ -46,9 +46,10 @@ setup(
     ],
     extras_require={
         # Tests: the official openai client against the server, selenium driving the distribution's
-        # chromium (+ chromium-driver) for the playground, lm-eval scoring through the server.
+        # chromium (+ chromium-driver) for the playground, lm-eval scoring through the server,
+        # peft for the LoRA adapter export.
         "dev": ["pytest", "pytest-timeout", "hypothesis", "transformers>=4.40", "openai>=1.0",
-                "selenium>=4.10", "lm_eval[api]>=0.4.5"],
+                "selenium>=4.10", "lm_eval[api]>=0.4.5", "peft>=0.10"],
         # uvloop + httptools: uvicorn's fast event loop and HTTP parser (it picks them itself)
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "uvloop; sys_platform != 'win32'", "httptools",
                   "prometheus_client>=0.20", "bm25s>=0.2", "jinja2>=3.1"],

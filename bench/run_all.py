@@ -42,6 +42,8 @@ BENCHES = {
     "checkpoint": ["bench/bench_checkpoint.py", "--preset", "350m", "--rounds", "3"],
     "engine": ["bench/bench_engine.py", "--before", "2a49e25", "--rounds", "5", "--steps", "3"],
     "loss": ["bench/bench_loss.py"],
+    "tune": ["bench/bench_tune.py", "--preset", "137m", "--threads", "2", "--rounds", "2",
+             "--steps", "3"],
     "serve-tiny": ["bench/bench_serve.py", "--model", "tiny", "--clients", "1", "4", "16", "64"],
     "serve-wide": ["bench/bench_serve.py", "--model", "wide", "--clients", "1", "4", "16", "64"],
     "eval-tiny": ["bench/bench_eval.py", "--model", "tiny", "--examples", "64", "--rounds", "3"],

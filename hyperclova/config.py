@@ -129,6 +129,45 @@ class ParallelConfig:
     debug: bool = False  # TORCH_DISTRIBUTED_DEBUG=DETAIL: check every collective's shape and order
 
 
+LORA_TARGETS = ("qkv", "proj", "fc1", "fc2")  # the linear layers of a block (hyperclova/tune/lora.py)
+
+
+@dataclass
+class LoraConfig:
+    rank: int = 8
+    alpha: float = 16.0  # the update is scaled by alpha / rank
+    dropout: float = 0.0  # on the adapter's input
+    targets: list = field(default_factory=lambda: ["qkv", "proj"])  # any of LORA_TARGETS
+
+
+@dataclass
+class PTuningConfig:
+    # Continuous prompt tokens before the input and after it (the answer follows): [3, 3] is
+    # P-tuning's "[P]*3 input [P]*3 answer".
+    template: list = field(default_factory=lambda: [3, 3])
+    encoder: Literal["lstm", "mlp"] = "lstm"  # bidirectional LSTM + MLP, or the MLP alone
+    hidden: Optional[int] = None  # the encoder's width; None: model.d_model
+
+
+@dataclass
+class TuneConfig:
+    method: Literal["lora", "ptuning", "full"] = "lora"
+    # A built-in evaluation task (nsmc, ynat, klue_sts, korquad, jsonl, ...) or a task YAML file
+    # (docs/eval.md): its reader, prompt template and verbalizer define the examples.
+    task: Optional[str] = None
+    train_file: Optional[str] = None  # default: the task's data_files.train
+    valid_file: Optional[str] = None  # validation loss every train.eval_interval steps
+    train_samples: Optional[int] = None  # tune on this many examples drawn from the training file
+    doc_to_text: Optional[str] = None  # replaces the task's input template (Jinja, docs/eval.md)
+    base: Optional[str] = None  # the frozen base checkpoint (python -m hyperclova.tune --checkpoint)
+    base_fingerprint: Optional[str] = None  # of the base's COMPLETE marker and config; set at start
+    # Storage of the frozen base weights: bf16 keeps no fp32 copy; auto: bf16 where the run
+    # computes in bf16 (train.dtype), else fp32. Full fine-tuning keeps fp32 master weights.
+    base_dtype: Literal["auto", "fp32", "bf16"] = "auto"
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    ptuning: PTuningConfig = field(default_factory=PTuningConfig)
+
+
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -139,6 +178,7 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     @property
     def lr(self) -> float:
@@ -263,7 +303,10 @@ def _set_dotted(tree: dict, dotted: str, raw: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"{dotted}: '{part}' is not a section")
         node = child
-    value = yaml.safe_load(raw) if raw != "" else ""
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{dotted}: cannot read the value {raw!r} ({e.problem})") from None
     if parts == ["model"] and isinstance(value, str):
         tree["model"] = _preset_dict(value, "model")  # `model=1.3b` replaces the whole section
         return
@@ -316,6 +359,38 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"train.sdpa_backends: {bad or '[]'} not in {list(SDPA_BACKENDS)}")
     if cfg.checkpoint.keep_last < 1:
         raise ConfigError(f"checkpoint.keep_last must be at least 1, got {cfg.checkpoint.keep_last}")
+    validate_tune(cfg)
+
+
+def validate_tune(cfg: Config) -> None:
+    t, lora, pt = cfg.tune, cfg.tune.lora, cfg.tune.ptuning
+    if lora.rank < 1:
+        raise ConfigError(f"tune.lora.rank must be at least 1, got {lora.rank}")
+    if lora.alpha <= 0:
+        raise ConfigError(f"tune.lora.alpha must be positive, got {lora.alpha}")
+    if not 0.0 <= lora.dropout < 1.0:
+        raise ConfigError(f"tune.lora.dropout must be in [0, 1), got {lora.dropout}")
+    bad = [x for x in lora.targets if x not in LORA_TARGETS]
+    if bad or not lora.targets:
+        raise ConfigError(f"tune.lora.targets: unknown module(s) {bad or '[]'}; choose from "
+                          f"{list(LORA_TARGETS)}")
+    if len(set(lora.targets)) != len(lora.targets):
+        raise ConfigError(f"tune.lora.targets lists a module twice: {lora.targets}")
+    tpl = pt.template
+    if len(tpl) != 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in tpl) \
+            or sum(tpl) < 1:
+        raise ConfigError(f"tune.ptuning.template must be [prompt tokens before the input, after "
+                          f"it], two integers >= 0 with at least one prompt token; got {tpl}")
+    if t.method == "ptuning" and sum(tpl) + 2 > cfg.model.seq_len:
+        raise ConfigError(f"tune.ptuning.template: {sum(tpl)} prompt tokens leave no room for an "
+                          f"input and an answer in model.seq_len={cfg.model.seq_len}")
+    if pt.hidden is not None and pt.hidden < 1:
+        raise ConfigError(f"tune.ptuning.hidden must be positive, got {pt.hidden}")
+    if t.train_samples is not None and t.train_samples < 1:
+        raise ConfigError(f"tune.train_samples must be at least 1, got {t.train_samples}")
+    if t.method == "full" and t.base_dtype == "bf16":
+        raise ConfigError("tune.base_dtype=bf16 needs a frozen base (tune.method=lora or ptuning); "
+                          "full fine-tuning keeps fp32 master weights")
 
 
 def dump_yaml(cfg: Config) -> str:

@@ -366,9 +366,11 @@ def read_prompts_file(path: str) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m hyperclova.generate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True,
+    p.add_argument("--checkpoint",
                    help="a run's checkpoint dir (its `latest`), a step dir, a to-hf export dir or "
                         "a consolidate .safetensors file")
+    p.add_argument("--adapter", help="a tuned checkpoint (python -m hyperclova.tune) applied to its "
+                                     "base (--checkpoint, default: the base it names)")
     p.add_argument("--tokenizer", help="tokenizer dir (default: the run's data.tokenizer)")
     p.add_argument("--prompt", action="append", default=[], help="repeat for a batch")
     p.add_argument("--prompts-file", help="one prompt per line")
@@ -384,6 +386,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
+    if not (args.checkpoint or args.adapter):
+        p.error("give --checkpoint, --adapter or both")
     s = Sampling(args.max_new_tokens, 0.0 if args.greedy else args.temperature, args.top_k,
                  args.top_p, presence_penalty=args.presence_penalty,
                  frequency_penalty=args.frequency_penalty,
@@ -397,14 +401,24 @@ def main(argv: list[str] | None = None) -> None:
 
     from hyperclova.tokenizer import load_tokenizer
 
-    model, cfg = load_model(args.checkpoint, args.device)
+    tuned = None
+    if args.adapter:  # a tuned model reads its prompts as it was tuned (P-tuning's template)
+        from hyperclova.tune.adapters import adapter_tokenizer, load_tuned_model, wrap_prompt
+
+        model, cfg, tuned = load_tuned_model(args.adapter, args.checkpoint, args.device)
+    else:
+        model, cfg = load_model(args.checkpoint, args.device)
     tok_dir = args.tokenizer or cfg.data.tokenizer
     if not tok_dir:
         raise UserError("the checkpoint's config names no data.tokenizer: pass --tokenizer DIR")
     tok = load_tokenizer(tok_dir)
     s = replace(s, eod_id=tok.eod_id, vocab_limit=tok.vocab_size, suppress_ids=never_generated_ids(tok))
     gen = torch.Generator().manual_seed(args.seed)
-    outs = generate(model, [tok.encode(t) for t in prompts], s, not args.no_cache, gen)
+    encode = tok.encode
+    if tuned is not None:
+        ptok = adapter_tokenizer(tuned.cfg, tok)
+        encode = lambda t: ptok.encode(wrap_prompt(tuned.cfg, t))  # noqa: E731
+    outs = generate(model, [encode(t) for t in prompts], s, not args.no_cache, gen)
     for prompt, ids in zip(prompts, outs):
         ids = [i for i in ids if i != tok.eod_id]
         print(f"### {prompt}{tok.decode(ids)}\n")

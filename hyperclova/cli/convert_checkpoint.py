@@ -1,9 +1,13 @@
-"""Convert checkpoints: to and from Hugging Face transformers, consolidate, reshard.
+"""Convert checkpoints: to and from Hugging Face transformers, consolidate, reshard; tuned
+checkpoints: merge an adapter, export to peft or stored prompt embeddings.
 
     python tools/convert_checkpoint.py to-hf runs/x/checkpoints hf_out --dtype bf16 --tokenizer tok/
     python tools/convert_checkpoint.py from-hf gpt2_dir runs/y/checkpoints --allow-approx-gelu
     python tools/convert_checkpoint.py consolidate runs/x/checkpoints model.safetensors
     python tools/convert_checkpoint.py reshard runs/x/checkpoints runs/x2/checkpoints parallel.tp=2
+    python tools/convert_checkpoint.py merge-adapter runs/tune/checkpoints merged/checkpoints
+    python tools/convert_checkpoint.py export-peft runs/tune/checkpoints peft_adapter/
+    python tools/convert_checkpoint.py export-prompts runs/ptune/checkpoints prompts/
 
 A checkpoint argument is a checkpoint directory (its `latest` is followed) or one step directory.
 """
@@ -16,7 +20,15 @@ import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from hyperclova.convert import consolidate, from_hf, reshard, to_hf  # noqa: E402
+from hyperclova.convert import (  # noqa: E402
+    consolidate,
+    export_peft,
+    export_prompts,
+    from_hf,
+    merge_adapter,
+    reshard,
+    to_hf,
+)
 from hyperclova.convert.to_hf import DTYPES, Summary  # noqa: E402
 from hyperclova.errors import cli_main  # noqa: E402
 
@@ -53,6 +65,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     s.add_argument("out_dir", help="new or empty checkpoint directory (gets step_N and latest)")
     s.add_argument("--config", help="config.yaml to use instead of the one saved with the checkpoint")
     s.add_argument("overrides", nargs="*", help="new layout, e.g. parallel.tp=2 parallel.pp=2")
+
+    s = sub.add_parser("merge-adapter", help="tuned LoRA (or full) checkpoint + base -> plain DCP checkpoint")
+    s.add_argument("adapter")
+    s.add_argument("out_dir", help="new or empty checkpoint directory (gets step_N and latest)")
+    s.add_argument("--checkpoint", help="the base (default: the one the adapter names)")
+
+    s = sub.add_parser("export-peft", help="tuned LoRA checkpoint -> peft adapter directory")
+    s.add_argument("adapter")
+    s.add_argument("out_dir")
+    s.add_argument("--base-model", help="base_model_name_or_path to record (e.g. the to-hf export)")
+
+    s = sub.add_parser("export-prompts", help="tuned P-tuning checkpoint -> stored prompt embeddings")
+    s.add_argument("adapter")
+    s.add_argument("out_dir")
     return p.parse_args(argv)
 
 
@@ -74,8 +100,14 @@ def main(argv: list[str] | None = None) -> None:
         s = from_hf(args.hf_dir, args.out_dir, args.dtype, args.config, args.overrides, args.allow_approx_gelu)
     elif args.command == "consolidate":
         s = consolidate(args.checkpoint, args.out_file, args.dtype, args.config)
-    else:
+    elif args.command == "reshard":
         s = reshard(args.checkpoint, args.out_dir, args.overrides, args.config)
+    elif args.command == "merge-adapter":
+        s = merge_adapter(args.adapter, args.out_dir, args.checkpoint)
+    elif args.command == "export-peft":
+        s = export_peft(args.adapter, args.out_dir, args.base_model)
+    else:
+        s = export_prompts(args.adapter, args.out_dir)
     report(args.command, s, time.perf_counter() - t0)
 
 

@@ -7,6 +7,7 @@
     python -m hyperclova.eval --checkpoint ... --task perplexity --data valid.jsonl data/x_text_document
     python -m hyperclova.eval --checkpoint ... --task my_task.yaml     # your own task file
     torchrun --nproc_per_node 4 -m hyperclova.eval --checkpoint ... --task ynat ... parallel.tp=2
+    python -m hyperclova.eval --adapter runs/tune/nsmc/checkpoints --task nsmc --data ratings_test.txt
 
 Built-in tasks: nsmc, korquad, ynat, klue_sts, aihub_koen, aihub_enko (docs/eval.md).
 """
@@ -22,9 +23,12 @@ from hyperclova.errors import cli_main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hyperclova.eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="DCP run dir (its latest) or step dir, or a consolidated .safetensors")
     src.add_argument("--hf-dir", help="a `to-hf` export directory")
+    p.add_argument("--adapter", help="a tuned checkpoint (python -m hyperclova.tune: LoRA, P-tuning "
+                                     "or full) applied to its base (--checkpoint, default: the base "
+                                     "it names); zero-shot unless --shots is given")
     p.add_argument("--task", required=True,
                    help="built-in task name, a task YAML file, or 'perplexity'")
     p.add_argument("--data", nargs="+", help="test file (perplexity: JSONL/text files or .bin/.idx shards)")
@@ -49,7 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_main
 def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not (args.checkpoint or args.hf_dir or args.adapter):
+        parser.error("one of --checkpoint, --hf-dir or --adapter is required")
+    if args.hf_dir and args.adapter:
+        parser.error("--adapter applies to a DCP base checkpoint (--checkpoint), not to --hf-dir")
     from hyperclova.eval.api import run_evaluation
 
     result = run_evaluation(
@@ -58,7 +67,8 @@ def main(argv: list[str] | None = None) -> dict:
         limit=args.limit, length_normalization=args.length_normalization,
         batch_size=args.batch_size, batch_tokens=args.batch_tokens, window=args.window,
         stride=args.stride, json_keys=args.json_keys, output=args.output,
-        predictions=args.predictions, device=args.device, overrides=args.overrides)
+        predictions=args.predictions, device=args.device, overrides=args.overrides,
+        adapter=args.adapter)
     return result
 
 

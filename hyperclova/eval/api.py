@@ -19,7 +19,8 @@ def run_evaluation(checkpoint: str, task: str, data: Optional[Sequence[str]] = N
                    batch_tokens: int = 8192, window: Optional[int] = None,
                    stride: Optional[int] = None, json_keys: Sequence[str] = ("text",),
                    output: Optional[str] = None, predictions: Optional[str] = None,
-                   device: str = "cpu", overrides: Sequence[str] = (), log=None) -> dict:
+                   device: str = "cpu", overrides: Sequence[str] = (), log=None,
+                   adapter: Optional[str] = None) -> dict:
     from hyperclova.eval.model import load_eval_model
     from hyperclova.eval.runner import evaluate_perplexity, evaluate_task, load_split
     from hyperclova.eval.scorer import Scorer
@@ -27,10 +28,18 @@ def run_evaluation(checkpoint: str, task: str, data: Optional[Sequence[str]] = N
     from hyperclova.tokenizer import load_tokenizer
 
     t0 = time.perf_counter()
-    spec = None
+    spec = tuned = None
+    if adapter:  # a tuned model: its task template (P-tuning's virtual tokens), zero-shot
+        from hyperclova.tune.adapters import open_adapter, tuned_task
+
+        tuned = open_adapter(adapter)
     if task != "perplexity":  # read the task first: a bad task file fails before model loading
-        spec = load_task(task).replace(num_fewshot=shots, runs=runs, seed=seed, limit=limit,
-                                       length_normalization=length_normalization)
+        spec = load_task(task)
+        if tuned is not None:  # zero-shot: one run (runs differ only in their demonstrations)
+            spec = tuned_task(spec, tuned.cfg).replace(num_fewshot=0 if shots is None else shots,
+                                                       runs=1 if runs is None else runs)
+        spec = spec.replace(num_fewshot=shots, runs=runs, seed=seed, limit=limit,
+                            length_normalization=length_normalization)
         from hyperclova.eval.tasks import validate_task
 
         validate_task(spec)
@@ -41,13 +50,17 @@ def run_evaluation(checkpoint: str, task: str, data: Optional[Sequence[str]] = N
             spec.demonstrations == "per_run" else None
     elif not data:
         raise UserError("perplexity needs --data FILE... (JSONL/text files or .bin/.idx shards)")
-    loaded = load_eval_model(checkpoint, device, list(overrides))
+    loaded = load_eval_model(checkpoint, device, list(overrides), tuned)
     is_main = loaded.rank == 0
     log = log or (print if is_main else (lambda *a, **k: None))
     tok_dir = tokenizer or loaded.tokenizer_dir
     if not tok_dir:
         raise UserError("the checkpoint names no tokenizer (data.tokenizer): pass --tokenizer DIR")
     tok = load_tokenizer(tok_dir)
+    if tuned is not None:
+        from hyperclova.tune.adapters import adapter_tokenizer
+
+        tok = adapter_tokenizer(tuned.cfg, tok)
     if tok.vocab_size > loaded.model_cfg.vocab_size:
         raise UserError(f"tokenizer {tok_dir} has {tok.vocab_size} ids but the model only "
                         f"{loaded.model_cfg.vocab_size}")
@@ -60,7 +73,10 @@ def run_evaluation(checkpoint: str, task: str, data: Optional[Sequence[str]] = N
         preds = result.pop("_predictions")
         result["config"] = {k: v for k, v in dataclasses.asdict(spec).items()
                             if k not in ("data_files",)}
-    result.update(checkpoint=str(checkpoint), step=loaded.step, tokenizer=str(tok_dir),
+    if tuned is not None:
+        result["adapter"] = {"path": str(tuned.path), "method": tuned.method,
+                             "base": str(loaded.base)}
+    result.update(checkpoint=str(checkpoint or loaded.base), step=loaded.step, tokenizer=str(tok_dir),
                   model=_model_info(loaded.model_cfg, tok), layout=loaded.layout,
                   total_wall_time_s=round(time.perf_counter() - t0, 3))
     if is_main:

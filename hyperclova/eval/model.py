@@ -31,6 +31,7 @@ class Loaded:
     layout: dict
     rank: int = 0
     step: Optional[int] = None  # the training step of a DCP checkpoint
+    base: Optional[str] = None  # with an adapter: the base checkpoint it was applied to
 
 
 class EngineModel:
@@ -61,7 +62,10 @@ def init_distributed(device: torch.device, timeout_s: int = 600) -> None:
                             world_size=env.world_size, timeout=timedelta(seconds=timeout_s))
 
 
-def load_eval_model(checkpoint: str, device: str, overrides: list[str] | None = None) -> Loaded:
+def load_eval_model(checkpoint: Optional[str], device: str, overrides: list[str] | None = None,
+                    adapter=None) -> Loaded:
+    """`adapter`: a tuned checkpoint (hyperclova.tune.adapters.Adapter) applied to the base,
+    which is `checkpoint` or, when None, the base the adapter names."""
     from hyperclova.config import load_config
 
     dev = torch.device(device)
@@ -73,20 +77,28 @@ def load_eval_model(checkpoint: str, device: str, overrides: list[str] | None = 
     model_parallel = probe.tp * probe.pp > 1
     world = world_size()
     if world == 1 and not model_parallel:
-        return _plain(checkpoint, dev, 0, 1)
+        return _plain(checkpoint, dev, 0, 1, adapter)
     init_distributed(dev)
     world = dist.get_world_size()
     if not model_parallel:
         if probe.dp_replicate * probe.dp_shard not in (1, world):
             raise UserError(f"parallel.dp_replicate x dp_shard = {probe.dp_replicate * probe.dp_shard} "
                             f"but {world} processes run")
-        return _plain(checkpoint, dev, dist.get_rank(), world)
-    return _engine(checkpoint, dev, overrides)
+        return _plain(checkpoint, dev, dist.get_rank(), world, adapter)
+    return _engine(checkpoint, dev, overrides, adapter)
 
 
-def _plain(checkpoint: str, device: torch.device, rank: int, world: int) -> Loaded:
+def _plain(checkpoint: Optional[str], device: torch.device, rank: int, world: int,
+           adapter=None) -> Loaded:
     from hyperclova.generate import load_model
 
+    if adapter is not None:
+        from hyperclova.tune.adapters import load_tuned_model, resolve_base
+
+        base = resolve_base(adapter, checkpoint)
+        model, cfg, _ = load_tuned_model(adapter.path, base, device)
+        return Loaded(PlainModel(model, rank, world), cfg.model, cfg.data.tokenizer,
+                      {"dp": world, "tp": 1, "pp": 1}, rank, _step(str(adapter.path)), str(base))
     model, cfg = load_model(checkpoint, device)
     return Loaded(PlainModel(model, rank, world), cfg.model, cfg.data.tokenizer,
                   {"dp": world, "tp": 1, "pp": 1}, rank, _step(checkpoint))
@@ -103,12 +115,20 @@ def _step(checkpoint: str) -> Optional[int]:
     return step_of(resolve_load_path(str(p)).name)
 
 
-def _engine(checkpoint: str, device: torch.device, overrides: list[str]) -> Loaded:
+def _engine(checkpoint: Optional[str], device: torch.device, overrides: list[str],
+            adapter=None) -> Loaded:
     from hyperclova.config import load_config
     from hyperclova.train.checkpoint import resolve_load_path
     from hyperclova.train.engine import build_engine
 
-    path = resolve_load_path(str(checkpoint))
+    transforms = ()
+    if adapter is not None:
+        from hyperclova.tune.adapters import inference_transforms, resolve_base
+
+        path = resolve_base(adapter, checkpoint)
+        transforms = inference_transforms(adapter)
+    else:
+        path = resolve_load_path(str(checkpoint))
     probe = load_config(Path(path) / "config.yaml", overrides)
     # The training batch settings do not apply to evaluation, but the layout check reads them
     # (a pipeline needs >= pp micro-batches per step): give it ones that fit any layout.
@@ -117,13 +137,20 @@ def _engine(checkpoint: str, device: torch.device, overrides: list[str]) -> Load
     neutral = ["train.micro_batch_size=1", f"train.global_batch_size={n_micro * dp}",
                f"parallel.microbatches={n_micro}"]
     cfg = load_config(Path(path) / "config.yaml", neutral + overrides)
-    engine = build_engine(cfg, device)
+    engine = build_engine(cfg, device, transforms)
     if not hasattr(engine, "forward_eval") or not hasattr(engine, "load_weights"):
         raise UserError("tensor/pipeline-parallel evaluation needs the engine's forward_eval and "
                         "load_weights (docs/eval.md); this build has neither: run with data "
                         "parallelism only (no parallel.tp/pp)")
     engine.load_weights(str(path))
+    if adapter is not None:
+        from hyperclova.tune.adapters import load_adapter_weights
+
+        load_adapter_weights(engine.model_parts, adapter)
+        cfg.data.tokenizer = adapter.cfg.data.tokenizer or cfg.data.tokenizer
     p = cfg.parallel
     model = EngineModel(engine, cfg.model.seq_len, 64 if p.pp > 1 else 1)
+    step = _step(str(adapter.path) if adapter is not None else checkpoint)
     return Loaded(model, cfg.model, cfg.data.tokenizer,
-                  {"dp": model.dp_size, "tp": p.tp, "pp": p.pp}, dist.get_rank(), _step(checkpoint))
+                  {"dp": model.dp_size, "tp": p.tp, "pp": p.pp}, dist.get_rank(), step,
+                  str(path) if adapter is not None else None)

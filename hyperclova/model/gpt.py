@@ -10,6 +10,8 @@ This file knows nothing of parallelism. Two things make it easy to parallelise f
   stage without embedding takes hidden states, a stage without head returns them;
 - `skip_head = True` makes forward stop after the final LayerNorm, so a caller can apply the output
   projection itself (the engine fuses it with the loss, docs/parallel.md);
+- `input_adapter`, when set, computes the token embeddings from the ids and `tok_emb` (P-tuning
+  puts learned prompt embeddings at some positions, hyperclova/tune/ptuning.py);
 - initialisation is per parameter: each one is drawn from its own generator, seeded by the run's
   seed and the parameter's name, so a shard of it can be initialised alone, exactly.
 Attention infers the number of heads from the `qkv` output, so a column-sharded `qkv` (tensor
@@ -105,6 +107,7 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.skip_head = False  # True: forward returns the final LayerNorm's output
+        self.input_adapter: nn.Module | None = None  # (ids, tok_emb) -> token embeddings
         self.tie_weights()
 
     def tie_weights(self) -> None:
@@ -122,7 +125,8 @@ class GPT(nn.Module):
         if self.tok_emb is not None:
             if positions is None:
                 positions = torch.arange(start, start + x.size(1), device=x.device)
-            x = self.drop(self.tok_emb(x) + self.pos_emb(positions))
+            tok = self.tok_emb(x) if self.input_adapter is None else self.input_adapter(x, self.tok_emb)
+            x = self.drop(tok + self.pos_emb(positions))
         for key, layer in self.layers.items():
             x = layer(x, attn_mask, caches[key] if caches else None, start)
         if self.ln_f is not None:

@@ -30,9 +30,12 @@ def global_norm(grads: list[torch.Tensor], pp_group=None) -> torch.Tensor:
     for g in grads:
         groups.setdefault(_sharded_over(g), []).append(local_tensor(g))
     keys = list(groups)
-    device = next(iter(groups.values()))[0].device if groups else torch.device("cpu")
-    if not keys:
-        return torch.zeros((), device=device)
+    device = next(iter(groups.values()))[0].device if groups else _default_device(pp_group)
+    if not keys:  # nothing trainable here (a frozen pipeline stage): still join the stages' sum
+        total = torch.zeros((), device=device)
+        if pp_group is not None:
+            dist.all_reduce(total, group=pp_group)
+        return total.sqrt()
     sums = torch.stack([torch.stack(torch._foreach_norm(ts, 2.0)).float().pow(2).sum()
                         for ts in groups.values()])
     dims: dict = {}  # process group of a mesh dimension -> the sums sharded over it
@@ -49,6 +52,12 @@ def global_norm(grads: list[torch.Tensor], pp_group=None) -> torch.Tensor:
     if pp_group is not None:
         dist.all_reduce(total, group=pp_group)
     return total.sqrt()
+
+
+def _default_device(group) -> torch.device:
+    if group is not None and dist.get_backend(group) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 @torch.no_grad()

@@ -1,9 +1,10 @@
 """Pipeline parallelism: cut the plain model into stages and run them with a schedule from
 `torch.distributed.pipelining` (GPipe, 1F1B, interleaved 1F1B, zero-bubble variants).
 
-Stage s of S = pp*vpp holds layers [s*L/S, (s+1)*L/S); the first stage also holds the embeddings,
-the last one the final LayerNorm and the output projection. Stages are placed on pipeline ranks in
-a loop: stage s on rank s % pp (hyperclova/parallel/layout.py).
+Stage s of S = pp*vpp holds layers [s*L/S, (s+1)*L/S); the first stage also holds the embeddings
+(and an input adapter, such as P-tuning's prompt encoder), the last one the final LayerNorm and
+the output projection. Stages are placed on pipeline ranks in a loop: stage s on rank s % pp
+(hyperclova/parallel/layout.py).
 Each stage is a copy of the (meta-device) model with the other parts removed, so its parameter
 names (and checkpoint keys) are those of the full model.
 """
@@ -35,7 +36,7 @@ def cut_stage(model: GPT, stage: int, n_stages: int) -> GPT:
         if key not in keep:
             del part.layers[key]
     if stage > 0:
-        part.tok_emb = part.pos_emb = None
+        part.tok_emb = part.pos_emb = part.input_adapter = None
     if stage < n_stages - 1:
         part.ln_f = part.lm_head = None
     return part

@@ -7,8 +7,16 @@ weight and is applied by the engine together with the loss (hyperclova/parallel/
 full (tokens x vocab) logits never exist on one rank. With sequence parallelism the LayerNorm,
 dropout and residual regions hold 1/tp of the sequence each.
 
+Low-rank adapters (LoRA, hyperclova/tune/lora.py) on a split layer are split to match, so the
+adapter adds to each rank's piece of the output what it adds to the whole: on a column-parallel
+layer A (r x d_in) is replicated and B (d_out x r) split by rows like the weight; on a row-parallel
+layer A is split by columns like the weight (its product is a partial sum, reduced with the
+layer's own) and B replicated. A model with an input adapter (P-tuning) embeds the whole sequence
+on every rank; sequence parallelism then splits it after the embedding.
+
 Applied on the meta device, before anything is materialised: `src_data_rank=None` keeps DTensor
 from broadcasting (there is nothing to broadcast yet; the engine initialises every local shard).
+Parameters keep their `requires_grad` (a frozen base stays frozen).
 """
 from __future__ import annotations
 
@@ -33,6 +41,9 @@ TP_PLAN = {"attn.qkv": "colwise", "attn.proj": "rowwise", "mlp.fc1": "colwise", 
 
 def apply_tp(model: GPT, tp_mesh: DeviceMesh, sequence_parallel: bool) -> None:
     """Shard `model` (a whole model or a pipeline stage) in place over `tp_mesh`."""
+    # New DTensor parameters (ours, and torch's SequenceParallel style's) require gradients:
+    # note the frozen ones to freeze them again at the end.
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     # Activations between sub-layers: sequence-sharded (SP) or replicated.
     act = Shard(1) if sequence_parallel else Replicate()
     for block in model.layers.values():
@@ -43,7 +54,12 @@ def apply_tp(model: GPT, tp_mesh: DeviceMesh, sequence_parallel: bool) -> None:
             "mlp": PrepareModuleInput(input_layouts=(act,), desired_input_layouts=(Replicate(),)),
         }
         for name, kind in TP_PLAN.items():
-            plan[name] = ColwiseParallel() if kind == "colwise" else RowwiseParallel(output_layouts=act)
+            adapted = hasattr(block.get_submodule(name), "lora_A")
+            if kind == "colwise":
+                plan[name] = _AdaptedColwise() if adapted else ColwiseParallel()
+            else:
+                style = _AdaptedRowwise if adapted else RowwiseParallel
+                plan[name] = style(output_layouts=act)
         if sequence_parallel:
             plan["ln_1"] = SequenceParallel()
             plan["ln_2"] = SequenceParallel()
@@ -52,10 +68,16 @@ def apply_tp(model: GPT, tp_mesh: DeviceMesh, sequence_parallel: bool) -> None:
             _replicated(block.ln_2, tp_mesh, Replicate())
         parallelize_module(block, tp_mesh, plan, src_data_rank=None)
     if model.tok_emb is not None:
+        # An input adapter rewrites positions of the whole sequence: split it after the embedding.
+        split_later = sequence_parallel and model.input_adapter is not None
+        emb_out = Replicate() if split_later else act
         parallelize_module(model.tok_emb, tp_mesh,
-                           RowwiseParallel(input_layouts=Replicate(), output_layouts=act),
+                           RowwiseParallel(input_layouts=Replicate(), output_layouts=emb_out),
                            src_data_rank=None)
-        _replicated(model.pos_emb, tp_mesh, Shard(0) if sequence_parallel else Replicate())
+        _replicated(model.pos_emb, tp_mesh,
+                    Shard(0) if sequence_parallel and not split_later else Replicate())
+        if split_later:
+            distribute_module(model.drop, tp_mesh, input_fn=_split_sequence)
     if model.ln_f is not None:
         if sequence_parallel:  # the output stays a sequence-sharded DTensor for the loss
             parallelize_module(model.ln_f, tp_mesh, SequenceParallel(), src_data_rank=None)
@@ -67,6 +89,9 @@ def apply_tp(model: GPT, tp_mesh: DeviceMesh, sequence_parallel: bool) -> None:
         model.lm_head.weight = nn.Parameter(distribute_tensor(w, tp_mesh, [Shard(0)],
                                                               src_data_rank=None))
     model.tie_weights()  # the head shares the embedding's vocab-sharded DTensor
+    for n, p in model.named_parameters():
+        if n in frozen:
+            p.requires_grad_(False)
 
 
 def _replicated(module: nn.Module, tp_mesh: DeviceMesh, out_placement) -> None:
@@ -88,6 +113,38 @@ def _replicated(module: nn.Module, tp_mesh: DeviceMesh, out_placement) -> None:
         return out.redistribute(mesh, [out_placement]).to_local()
 
     distribute_module(module, tp_mesh, partition, input_fn, output_fn)
+
+
+def _split_sequence(mod, inputs, mesh):
+    """Whole-sequence activations (the same on every rank) -> this rank's sequence shard."""
+    x = DTensor.from_local(inputs[0], mesh, [Replicate()], run_check=False)
+    return (x.redistribute(mesh, [Shard(1)]).to_local(),)
+
+
+def _distribute_own(module: nn.Module, mesh: DeviceMesh, placement) -> None:
+    """`module`'s own parameters (not its children's) as DTensors with `placement`."""
+    for pname, p in list(module.named_parameters(recurse=False)):
+        dt = distribute_tensor(p, mesh, [placement], src_data_rank=None)
+        module.register_parameter(pname, nn.Parameter(dt, requires_grad=p.requires_grad))
+
+
+class _AdaptedColwise(ColwiseParallel):
+    """ColwiseParallel for a linear layer with LoRA factors: weight, bias and B split by output
+    rows, A replicated."""
+
+    def _partition_linear_fn(self, name, module, device_mesh):
+        _distribute_own(module, device_mesh, Replicate() if name == "lora_A" else Shard(0))
+
+
+class _AdaptedRowwise(RowwiseParallel):
+    """RowwiseParallel for a linear layer with LoRA factors: weight and A split by input
+    columns, bias and B replicated."""
+
+    def _partition_linear_fn(self, name, module, device_mesh):
+        if name == "":
+            super()._partition_linear_fn(name, module, device_mesh)
+        else:
+            _distribute_own(module, device_mesh, Shard(1) if name == "lora_A" else Replicate())
 
 
 def enable_async_tp(tp_mesh: DeviceMesh, device: torch.device, compiled: bool) -> None:

@@ -133,7 +133,7 @@ class _EventStream(StreamingResponse):
     cancelling the sequences first stops the wake-ups, and the stream ends at once."""
 
     def __init__(self, server: Server, prep):
-        self._cancel = lambda: server.engine.cancel(prep.seqs)
+        self._cancel = lambda: prep.variant.engine.cancel(prep.seqs)
 
         async def frames():
             try:
@@ -154,10 +154,11 @@ class _EventStream(StreamingResponse):
 def create_app(server: Server) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app):
-        engine = asyncio.create_task(server.engine.serve_forever())
+        tasks = [asyncio.create_task(e.serve_forever()) for e in server.engines()]
         yield
-        server.engine.close()
-        await engine
+        for engine in server.engines():
+            engine.close()
+        await asyncio.gather(*tasks)
 
     app = FastAPI(title="hyperclova", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
@@ -196,18 +197,20 @@ def create_app(server: Server) -> FastAPI:
     async def metrics():
         return Response(server.metrics.render(), media_type=server.metrics.content_type)
 
-    def model_card() -> dict:
-        return {"id": server.model_name, "object": "model", "created": 0, "owned_by": "hyperclova",
+    def model_card(v) -> dict:
+        card = {"id": v.name, "object": "model", "created": 0, "owned_by": "hyperclova",
                 "max_model_len": server.max_len}
+        if v is not server.base:  # an adapter: what it is and what it is applied to
+            card |= {"root": server.model_name, "parent": server.model_name, "adapter": v.kind}
+        return card
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [model_card()]}
+        return {"object": "list", "data": [model_card(v) for v in server.variants.values()]}
 
     @app.get("/v1/models/{name:path}")
     async def model(name: str):
-        server.check_model(name)
-        return model_card()
+        return model_card(server.check_model(name))
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -289,4 +292,4 @@ async def _until_done_or_gone(request: Request, server: Server, prep):
     finally:
         if not task.done():
             task.cancel()
-            server.engine.cancel(prep.seqs)
+            prep.variant.engine.cancel(prep.seqs)

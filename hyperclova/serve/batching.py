@@ -318,7 +318,8 @@ class BatchEngine:
             L = len(s.prompt)
             tokens[j, P - L:] = torch.tensor(s.prompt, device=self.device)
             sl.valid[B + j, cur - L:cur] = True
-            sl.seen[B + j, tokens[j, P - L:]] = True
+            ids = tokens[j, P - L:]
+            sl.seen[B + j, ids[ids < sl.seen.size(1)]] = True  # not P-tuning's virtual ids
             s.start_col, s.length = cur - L, L
         valid = sl.valid[rows, base:cur]
         positions = (valid.long().cumsum(1) - 1).clamp(min=0)

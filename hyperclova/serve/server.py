@@ -4,6 +4,11 @@
 template, limits, metrics). `prepare_completion` / `prepare_chat` validate a request and turn it
 into `SeqRequest`s (one per prompt and choice); `complete` submits them and builds the whole
 response, `stream` yields OpenAI's chunks as the engine's events arrive.
+
+Besides the base model, tuned adapters (hyperclova.tune) are served under their own names and
+chosen per request by the `model` field: a `Variant` says which engine runs the request and how
+its prompt is encoded (docs/serve.md: P-tuning adapters share the base model's engine, LoRA and
+fully fine-tuned ones get an engine each).
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable, Sequence
 
 import torch
 
@@ -41,6 +46,17 @@ class Limits:
 
 
 @dataclass
+class Variant:
+    """A model served under its own name: the base, or an adapter applied to it."""
+
+    name: str
+    engine: BatchEngine
+    tok: object  # encodes the variant's prompts (P-tuning's reads its virtual-token markers)
+    wrap: Callable[[str], str] = lambda text: text  # the prompt as the variant was tuned to read it
+    kind: str = "base"  # base | lora | full | ptuning
+
+
+@dataclass
 class Prepared:
     """A validated request: its sequences and what the response needs to say about them."""
 
@@ -51,6 +67,7 @@ class Prepared:
     prompt_texts: list[str]
     n: int
     knowledge: list[list[dict]] = field(default_factory=list)
+    variant: Variant | None = None  # the model that runs it
     events: asyncio.Queue | None = None  # (sequence index, Event), filled once submitted
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
     created: int = field(default_factory=lambda: int(time.time()))
@@ -58,19 +75,31 @@ class Prepared:
 
 class Server:
     def __init__(self, tok, engine: BatchEngine, model_name: str, limits: Limits, filters=None,
-                 knowledge=None, chat=None, metrics=None, api_keys: tuple[str, ...] = ()):
+                 knowledge=None, chat=None, metrics=None, api_keys: tuple[str, ...] = (),
+                 adapters: Sequence[Variant] = ()):
         self.tok, self.engine, self.model_name, self.limits = tok, engine, model_name, limits
         self.filters, self.knowledge, self.chat, self.metrics = filters, knowledge, chat, metrics
         self.api_keys = api_keys
         self.max_len = engine.max_len
+        self.base = Variant(model_name, engine, tok)
+        self.variants = {v.name: v for v in (self.base, *adapters)}
+
+    def engines(self) -> list[BatchEngine]:
+        return list({id(v.engine): v.engine for v in self.variants.values()}.values())
 
     # -- validation -----------------------------------------------------------------------------
-    def check_model(self, name: str | None) -> None:
-        if name is not None and name != self.model_name:
-            raise ApiError(404, f"The model '{name}' does not exist; this server serves "
-                                f"'{self.model_name}'", "model", "model_not_found")
+    def check_model(self, name: str | None) -> Variant:
+        """The variant a request's `model` names (the base when it names none)."""
+        if name is None:
+            return self.base
+        if name not in self.variants:
+            served = ", ".join(f"'{n}'" for n in self.variants)
+            raise ApiError(404, f"The model '{name}' does not exist; this server serves {served}",
+                           "model", "model_not_found")
+        return self.variants[name]
 
-    def _prompt_ids(self, prompt, retrieve: int, retrieve_tokens: int) -> tuple[list[int], str, list[dict]]:
+    def _prompt_ids(self, prompt, retrieve: int, retrieve_tokens: int,
+                    v: Variant | None = None) -> tuple[list[int], str, list[dict]]:
         """(ids, text, knowledge used) of one completion prompt given as text or as token ids."""
         if isinstance(prompt, str):
             text = self._filter_input(prompt)
@@ -78,22 +107,24 @@ class Server:
             if retrieve:
                 block, used = self._knowledge_block(text, retrieve, retrieve_tokens)
                 text = block + text
-            return self._encode(text), text, used
+            return self._encode(text, v), text, used
         bad = [t for t in prompt if not 0 <= t < self.tok.vocab_size]
         if bad:
             raise ApiError(400, f"token id {bad[0]} is outside the vocabulary [0, {self.tok.vocab_size})", "prompt")
         text = self.tok.decode(prompt)
         filtered = self._filter_input(text)
-        if retrieve or filtered != text:  # passages or masking change the text: encode it anew
-            return self._prompt_ids(filtered, retrieve, retrieve_tokens)
+        # Passages, masking or an adapter's template change the text: encode it anew.
+        if retrieve or filtered != text or (v is not None and v.kind == "ptuning"):
+            return self._prompt_ids(filtered, retrieve, retrieve_tokens, v)
         return self._check_length(list(prompt) or [self.tok.eod_id]), text, []
 
     def _knowledge_block(self, query: str, k: int, budget: int) -> tuple[str, list[dict]]:
         return self.knowledge.block(query, min(k, self.limits.max_retrieve), budget,
                                     lambda s: len(self.tok.encode(s)))
 
-    def _encode(self, text: str) -> list[int]:
-        return self._check_length(self.tok.encode(text) if text else [self.tok.eod_id])
+    def _encode(self, text: str, v: Variant | None = None) -> list[int]:
+        v = v or self.base
+        return self._check_length(v.tok.encode(v.wrap(text)) if text else [self.tok.eod_id])
 
     def _check_length(self, ids: list[int]) -> list[int]:
         if len(ids) >= self.max_len:
@@ -150,8 +181,12 @@ class Server:
         return min(body.n, self.limits.max_n)
 
     def prepare_completion(self, body: CompletionRequest) -> Prepared:
-        self.check_model(body.model)
+        v = self.check_model(body.model)
         n = self._check_common(body)
+        if v.kind == "ptuning" and body.echo and body.logprobs is not None:
+            raise ApiError(400, f"'{v.name}' is a P-tuning adapter: its prompts hold virtual "
+                                "tokens that have no log-probability; echo with logprobs is not "
+                                "available for it", "logprobs")
         if body.suffix:
             raise ApiError(400, "suffix is not supported by this server", "suffix")
         if body.best_of is not None and body.best_of != body.n:
@@ -167,13 +202,14 @@ class Server:
             raise ApiError(400, "prompt must not be an empty list", "prompt")
         sampling = self._sampling(body, body.max_tokens, self.limits.default_max_tokens)
         stops = self._stops(body.stop)
-        ids, texts, used = zip(*(self._prompt_ids(q, body.retrieve, body.retrieve_tokens) for q in prompts))
+        ids, texts, used = zip(*(self._prompt_ids(q, body.retrieve, body.retrieve_tokens, v)
+                                 for q in prompts))
         prompt_lp = body.logprobs if body.echo and body.logprobs is not None else None
         return self._prepared("completion", body, list(ids), list(texts), list(used), n, sampling,
-                              stops, body.logprobs, prompt_lp)
+                              stops, body.logprobs, prompt_lp, v)
 
     def prepare_chat(self, body: ChatRequest) -> Prepared:
-        self.check_model(body.model)
+        v = self.check_model(body.model)
         n = self._check_common(body)
         top = body.top_logprobs if body.top_logprobs is not None else 0
         if not 0 <= top <= self.limits.max_logprobs:
@@ -192,11 +228,12 @@ class Server:
         if body.retrieve:
             block, used = self._knowledge_block(query, body.retrieve, body.retrieve_tokens)
             text = block + text
-        ids = self._encode(text)
+        ids = self._encode(text, v)
         return self._prepared("chat", body, [ids], [text], [used], n, sampling, stops,
-                              top if body.logprobs else None, None)
+                              top if body.logprobs else None, None, v)
 
-    def _prepared(self, kind, body, prompts, texts, used, n, sampling, stops, logprobs, prompt_lp) -> Prepared:
+    def _prepared(self, kind, body, prompts, texts, used, n, sampling, stops, logprobs, prompt_lp,
+                  variant: Variant | None = None) -> Prepared:
         seqs = []
         for i, ids in enumerate(prompts):
             for c in range(n):
@@ -206,7 +243,7 @@ class Server:
                 seqs.append(SeqRequest(prompt=ids, sampling=sampling, emit=lambda ev: None,
                                        stream=TextStream(self.tok, stops, self.filters), generator=g,
                                        logprobs=logprobs, prompt_logprobs=prompt_lp))
-        return Prepared(kind, body, seqs, prompts, texts, n, used)
+        return Prepared(kind, body, seqs, prompts, texts, n, used, variant or self.base)
 
     # -- running --------------------------------------------------------------------------------
     def submit(self, prep: Prepared) -> None:
@@ -215,8 +252,9 @@ class Server:
         queue: asyncio.Queue = asyncio.Queue()
         for i, s in enumerate(prep.seqs):  # called on this event loop (BatchEngine.serve_forever)
             s.emit = lambda ev, i=i: queue.put_nowait((i, ev))
+        engine = prep.variant.engine
         try:
-            self.engine.submit(prep.seqs)
+            engine.submit(prep.seqs)
         except QueueFull as e:
             raise ApiError(429, str(e), None, "queue_full") from None
         prep.events = queue
@@ -237,7 +275,7 @@ class Server:
                 yield i, ev
         finally:
             if open_:
-                self.engine.cancel(prep.seqs)
+                engine.cancel(prep.seqs)
 
     def _observe(self, s: SeqRequest, ev: Event, last_time: list, i: int) -> None:
         m = self.metrics
@@ -316,7 +354,7 @@ class Server:
                                 "logprobs": lp, "finish_reason": reasons[i], **self._extras(s)})
         out = {"id": ("cmpl-" if prep.kind == "completion" else "chatcmpl-") + prep.id,
                "object": "text_completion" if prep.kind == "completion" else "chat.completion",
-               "created": prep.created, "model": self.model_name, "choices": choices,
+               "created": prep.created, "model": prep.variant.name, "choices": choices,
                "usage": self._usage(prep, generated)}
         if any(prep.knowledge):
             out["knowledge"] = self._knowledge(prep)
@@ -327,7 +365,7 @@ class Server:
         chat, body = prep.kind == "chat", prep.body
         head = {"id": ("chatcmpl-" if chat else "cmpl-") + prep.id,
                 "object": "chat.completion.chunk" if chat else "text_completion",
-                "created": prep.created, "model": self.model_name}
+                "created": prep.created, "model": prep.variant.name}
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         wants_lp = bool(body.logprobs) if chat else body.logprobs is not None
         once = {"knowledge": self._knowledge(prep)} if any(prep.knowledge) else {}

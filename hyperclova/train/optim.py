@@ -61,13 +61,15 @@ def build_adamw(model: nn.Module, cfg: Config, device_type: str) -> torch.optim.
 
 
 class Optimizers(Stateful):
-    """One AdamW per model part (pipeline stages may hold several), checkpointed by FQN."""
+    """One AdamW per model part (pipeline stages may hold several), checkpointed by FQN, over
+    the trainable parameters only: a part with none (a frozen pipeline stage when tuning) has no
+    optimizer and no state."""
 
     _OPTS = StateDictOptions(flatten_optimizer_state_dict=True)
 
     def __init__(self, model_parts: list[nn.Module], cfg: Config, device_type: str):
-        self.model_parts = model_parts
-        self.optimizers = [build_adamw(m, cfg, device_type) for m in model_parts]
+        self.model_parts = [m for m in model_parts if any(p.requires_grad for p in m.parameters())]
+        self.optimizers = [build_adamw(m, cfg, device_type) for m in self.model_parts]
         # Fused AdamW skips a step on the device when told to (found_inf, as GradScaler uses it:
         # no update, no state change, the step count undone), so the host never has to wait.
         self.skips_on_device = all(o.defaults.get("fused") for o in self.optimizers)

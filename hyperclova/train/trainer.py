@@ -21,6 +21,7 @@ import os
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.distributed as dist
@@ -31,6 +32,7 @@ from hyperclova.data.prefetch import Prefetcher, assemble
 from hyperclova.errors import UserError
 from hyperclova.launch import discover
 from hyperclova.model.presets import count_params
+from hyperclova.parallel.build import ModelTransform
 from hyperclova.parallel.layout import accumulation_steps, check_layout, prepare_distributed
 from hyperclova.train.checkpoint import CheckpointManager, RngState, TrainState
 from hyperclova.train.engine import build_engine, resolve_device
@@ -134,7 +136,10 @@ class NonFiniteGuard:
 
 
 class Trainer:
-    def __init__(self, cfg: Config):
+    """The loop for pre-training; tuning (hyperclova/tune/trainer.py) runs the same loop with model
+    transforms (adapters), its own data and a checkpoint of the trained parameters only."""
+
+    def __init__(self, cfg: Config, model_transforms: Sequence[ModelTransform] = ()):
         self.cfg = cfg
         cfg.train.lr = cfg.lr  # the resolved learning rate, as printed and saved with checkpoints
         if cfg.train.threads:
@@ -144,7 +149,7 @@ class Trainer:
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.lock = lock_checkpoint_dir(cfg)  # released by close(), or when the process ends
 
-        self.engine = build_engine(cfg, self.device)
+        self.engine = build_engine(cfg, self.device, model_transforms)
         # Dropout streams differ per pipeline stage, as in Megatron (same across data parallel).
         torch.manual_seed(cfg.train.seed + 100 * self.engine.coord.pp)
         self.dp_rank, self.dp_size = self.engine.dp_rank, self.engine.dp_size
@@ -155,6 +160,7 @@ class Trainer:
         self.ckpt = CheckpointManager(cfg, {"model": self.engine.model_state(),
                                             "optim": self.optimizers, "train": self.state,
                                             "rng": RngState(self.rank)}, log=self.print)
+        self.sample_tokens = cfg.model.seq_len  # tokens per sample (tuning pads shorter)
         self.n_params = count_params(cfg.model)
         self.flops_per_token = flops_per_token(cfg.model, self.n_params)
         self.peak = peak_flops(cfg, self.device)
@@ -229,7 +235,7 @@ class Trainer:
         values = torch.stack([v for *_, v in self.pending]).tolist()
         elapsed = time.perf_counter() - self.window_start
         per_step = elapsed / len(self.pending)
-        tokens_per_s = self.cfg.train.global_batch_size * self.cfg.model.seq_len / per_step
+        tokens_per_s = self.cfg.train.global_batch_size * self.sample_tokens / per_step
         pending, self.pending = self.pending, []
         self.window_start = time.perf_counter()
         for (step, lr, _), (loss, norm, bad, stopped, run, total) in zip(pending, values):
