@@ -37,7 +37,7 @@ PLACEHOLDER_TYPES = ("rrn", "phone", "email", "card", "account", "url", "brn", "
 
 _LEFT = r"(?<![0-9A-Za-z+\-])"  # not glued to a longer code on the left
 _RIGHT = r"(?![0-9A-Za-z]|[-.][0-9A-Za-z])"  # nor on the right ("-1", ".5", "A")
-_CONTEXT_CHARS = 24  # how far before a number its context word may stand (same line)
+CONTEXT_CHARS = 24  # how far before a number its context word may stand (same line)
 
 # A label naming a number that is not personal data, directly before it.
 _NOT_PERSONAL = re.compile(
@@ -64,7 +64,7 @@ _MOBILE = r"01[016789]"
 _DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
-def _before(text: str, pos: int, chars: int = _CONTEXT_CHARS) -> str:
+def _before(text: str, pos: int, chars: int = CONTEXT_CHARS) -> str:
     """Up to `chars` characters before `pos`, on the same line."""
     window = text[max(0, pos - chars):pos]
     return window[window.rfind("\n") + 1:]

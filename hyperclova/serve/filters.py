@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hyperclova.corpus.filters import _alternation, load_words
-from hyperclova.corpus.pii import DETECTORS, PII_TYPES, PiiConfig, mask_text
+from hyperclova.corpus.pii import CONTEXT_CHARS, PII_TYPES, PiiConfig, mask_text
 from hyperclova.errors import UserError, read_yaml_mapping
 
 BANNED_INPUT = ("reject", "off")
@@ -37,7 +37,7 @@ PII_OUTPUT = ("mask", "stop", "off")
 # over several tokens (a phone number, an e-mail address) is masked before any of it is sent.
 # Korean text ends such a run, so Korean output streams without delay.
 PII_HOLD_CHARS = 64
-PII_CONTEXT_CHARS = 24  # sent text re-read for context ("계좌 ..." before an account number)
+PII_CONTEXT_CHARS = CONTEXT_CHARS  # sent text re-read for context ("계좌 ..." before an account number)
 _PII_TAIL = re.compile(r"[A-Za-z0-9@._%+\-() ]*\Z")
 
 
@@ -80,10 +80,10 @@ class FilterConfig:
         pii = _section(data, "pii", path)
         _only(pii, {"types", "input", "output"}, f"{path}: pii")
         cfg.pii_types = _str_list(pii.get("types", cfg.pii_types), f"{path}: pii.types")
-        bad = sorted(set(cfg.pii_types) - set(name for name, _, _ in DETECTORS))
+        known = [t for t in PII_TYPES if t != "user"]
+        bad = sorted(set(cfg.pii_types) - set(known))
         if bad:
-            raise UserError(f"{path}: pii.types has unknown type(s) {bad}; known: "
-                            f"{[name for name, _, _ in DETECTORS]}")
+            raise UserError(f"{path}: pii.types has unknown type(s) {bad}; known: {known}")
         cfg.pii_input = _choice(pii.get("input", cfg.pii_input), PII_INPUT, f"{path}: pii.input")
         cfg.pii_output = _choice(pii.get("output", cfg.pii_output), PII_OUTPUT, f"{path}: pii.output")
         n = data.get("max_output_chars", 0)

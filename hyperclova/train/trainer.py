@@ -302,10 +302,11 @@ class Trainer:
         return {"losses": losses, "step": self.state.step, "checkpoint": final or resumed}
 
 
-def train(cfg: Config) -> dict:
+def train(cfg: Config, trainer_type: type[Trainer] = Trainer) -> dict:
+    """One run of `trainer_type` (the Trainer, or a subclass such as the tuner's)."""
     trainer = None
     try:
-        trainer = Trainer(cfg)
+        trainer = trainer_type(cfg)
         return trainer.run()
     finally:
         if trainer is not None:

@@ -24,7 +24,7 @@ from hyperclova.config import Config, ConfigError, load_config, to_dict
 from hyperclova.errors import UserError
 from hyperclova.train.checkpoint import find_resumable, resolve_load_path
 from hyperclova.train.engine import ModelState, resolve_device
-from hyperclova.train.trainer import Trainer
+from hyperclova.train.trainer import Trainer, train
 from hyperclova.tune.adapters import count_trainable, fingerprint, model_transforms, trainable_names
 
 # What tuning may change in the base model's section: nothing that shapes the weights.
@@ -147,11 +147,4 @@ class Tuner(Trainer):
 
 
 def tune(cfg: Config) -> dict:
-    import torch.distributed as dist
-
-    tuner = Tuner(cfg)
-    try:
-        return tuner.run()
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    return train(cfg, Tuner)

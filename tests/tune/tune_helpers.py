@@ -66,6 +66,7 @@ def run_tuner(base: Path, overrides: list[str]):
     try:
         out = tuner.run()
     finally:
+        tuner.close()  # the checkpoint directory's lock; the engine stays usable
         if dist.is_initialized():
             dist.destroy_process_group()
     return tuner, out
