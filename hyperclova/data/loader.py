@@ -40,10 +40,14 @@ class PretrainingSampler:
 
 
 def make_loader(dataset: Dataset, micro_batch_size: int, consumed_samples: int, dp_rank: int,
-                dp_size: int, num_workers: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+                dp_size: int, num_workers: int = 0, seed: int = 0) -> Iterator[dict[str, torch.Tensor]]:
     """Micro-batches for this rank until the dataset is exhausted; each value is stacked to
     (micro_batch_size, seq_len). Resuming with the same `consumed_samples` continues exactly where
-    an uninterrupted run would be."""
+    an uninterrupted run would be.
+
+    The loader draws its workers' base seed from a generator of its own (seeded by `seed`), never
+    from torch's global one: that stream drives dropout, and a checkpoint restores it just before
+    the loader is made, so one draw here would shift every mask of a resumed run."""
     sampler = PretrainingSampler(len(dataset), consumed_samples, micro_batch_size, dp_rank, dp_size)
     loader = DataLoader(
         dataset,
@@ -51,5 +55,6 @@ def make_loader(dataset: Dataset, micro_batch_size: int, consumed_samples: int, 
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=False,
+        generator=torch.Generator().manual_seed(seed),
     )
     return iter(loader)

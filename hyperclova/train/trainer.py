@@ -198,12 +198,12 @@ class Trainer:
             valid_samples=valid_samples if cfg.train.eval_interval > 0 else 0,
             model_vocab_size=cfg.model.vocab_size)
         loader = make_loader(train_ds, cfg.train.micro_batch_size, self.state.consumed_samples,
-                             self.dp_rank, self.dp_size, cfg.data.num_workers)
+                             self.dp_rank, self.dp_size, cfg.data.num_workers, cfg.train.seed)
         return loader, valid_ds
 
     def evaluate(self, valid_ds) -> float:
         t = self.cfg.train
-        loader = make_loader(valid_ds, t.micro_batch_size, 0, self.dp_rank, self.dp_size, 0)
+        loader = make_loader(valid_ds, t.micro_batch_size, 0, self.dp_rank, self.dp_size, 0, t.seed)
         self.engine.train(False)
         total = torch.zeros((), device=self.device)
         for _ in range(t.eval_iters):

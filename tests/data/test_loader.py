@@ -46,6 +46,15 @@ def test_resume_continues_exactly(dp_size, rank):
     assert resumed == full[steps_done:]
 
 
+def test_making_and_reading_a_loader_leaves_the_global_rng_alone():
+    """The global stream drives dropout and is restored from checkpoints: the loader must not
+    draw from it (it has a generator of its own)."""
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    assert sample_ids(make_loader(Numbered(12), 2, 0, 0, 1, seed=3))[0] == [0, 1]
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_resume_with_real_datasets_and_workers(process_group, shard_factory, tmp_path):
     prefix = shard_factory("news", random_docs(200, 1, 500, seed=1))
     cfg = DataConfig(blend=[prefix], split="100,0,0", cache_dir=str(tmp_path / "c"))
