@@ -93,7 +93,7 @@ def build_parts(cfg: Config, device: torch.device,
         convert_to_float8(model, device, lay)
     model.skip_head = True  # the engine applies the output layer with the loss (parallel/loss.py)
     ids = lay.stage_ids(coord.pp)
-    parts = [cut_stage(model, s, lay.n_stages) for s in ids] if lay.n_stages > 1 else [model]
+    parts = [cut_stage(model, s, lay) for s in ids] if lay.n_stages > 1 else [model]
     if cfg.parallel.async_tp:
         enable_async_tp(mesh["tp"] if mesh is not None else None, device, compiled)
     param_dtype = autocast_dtype_for(cfg, device)

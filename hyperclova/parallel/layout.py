@@ -15,7 +15,7 @@ a shape error deep inside a collective.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import torch.distributed as dist
@@ -137,9 +137,6 @@ class Layout:
         if global_batch_size is not None:
             out.append(f"train.global_batch_size={global_batch_size}")
         return out
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def accumulation_steps(cfg: Config, dp: int) -> int:

@@ -1,10 +1,10 @@
 """Pipeline parallelism: cut the plain model into stages and run them with a schedule from
 `torch.distributed.pipelining` (GPipe, 1F1B, interleaved 1F1B, zero-bubble variants).
 
-Stage s of S = pp*vpp holds layers [s*L/S, (s+1)*L/S); the first stage also holds the embeddings
-(and an input adapter, such as P-tuning's prompt encoder), the last one the final LayerNorm and
-the output projection. Stages are placed on pipeline ranks in a loop: stage s on rank s % pp
-(hyperclova/parallel/layout.py).
+Which layers a stage holds, and which pipeline rank runs it, is the Layout's rule
+(hyperclova/parallel/layout.py: stage s of S = pp*vpp holds layers [s*L/S, (s+1)*L/S) and runs on
+rank s % pp); the first stage also holds the embeddings (and an input adapter, such as P-tuning's
+prompt encoder), the last one the final LayerNorm and the output projection.
 Each stage is a copy of the (meta-device) model with the other parts removed, so its parameter
 names (and checkpoint keys) are those of the full model.
 """
@@ -23,21 +23,20 @@ from torch.distributed.pipelining.schedules import (
 )
 
 from hyperclova.model.gpt import GPT
-from hyperclova.parallel.layout import SCHEDULES
+from hyperclova.parallel.layout import SCHEDULES, Layout
 
 
-def cut_stage(model: GPT, stage: int, n_stages: int) -> GPT:
-    """A copy of `model` (on the meta device: copying costs no memory) holding only stage
-    `stage`'s parts."""
-    per = len(model.layers) // n_stages
+def cut_stage(model: GPT, stage: int, lay: Layout) -> GPT:
+    """A copy of `model` (on the meta device: copying costs no memory) holding only the parts of
+    pipeline stage `stage` of `lay`."""
     part = copy.deepcopy(model)
-    keep = set(list(model.layers.keys())[stage * per:(stage + 1) * per])
+    keep = {str(i) for i in lay.stage_layers(stage, len(model.layers))}
     for key in list(part.layers.keys()):
         if key not in keep:
             del part.layers[key]
     if stage > 0:
         part.tok_emb = part.pos_emb = part.input_adapter = None
-    if stage < n_stages - 1:
+    if stage < lay.n_stages - 1:
         part.ln_f = part.lm_head = None
     return part
 

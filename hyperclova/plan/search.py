@@ -11,13 +11,13 @@ time.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from dataclasses import dataclass, field
 
 from hyperclova.config import Config, ConfigError, ModelConfig, ParallelConfig, TrainConfig
 from hyperclova.errors import UserError
-from hyperclova.parallel.layout import check_layout
+from hyperclova.parallel.layout import Layout, check_layout
 from hyperclova.plan.hardware import Cluster, Efficiency, MemoryModel
-from hyperclova.parallel.layout import Layout
 from hyperclova.plan.memory import (
     DEFAULT_LOSS_CHUNK,
     MemoryBreakdown,
@@ -83,8 +83,10 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def accepted(job: Job, lay: Layout) -> bool:
-    """Whether the trainer's own layout check accepts `lay` for this job."""
+def refusal(job: Job, lay: Layout, world_size: int | None = None) -> str | None:
+    """The trainer's own reason to refuse `lay` for this job (its layout check, word for word),
+    or None when it accepts it. `world_size` None checks the layout against the model and the
+    batch alone."""
     cfg = Config(model=job.model,
                  train=TrainConfig(global_batch_size=job.global_batch,
                                    micro_batch_size=lay.micro_batch_size),
@@ -94,22 +96,34 @@ def accepted(job: Job, lay: Layout) -> bool:
                                          schedule=lay.schedule, recompute=lay.recompute,
                                          zero_stage=lay.zero_stage))
     try:
-        check_layout(cfg, job.cluster.world_size)
-    except ConfigError:
-        return False
-    return True
+        check_layout(cfg, world_size)
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
+def _degree_refusal(job: Job, t: int, p: int) -> str | None:
+    """Why no layout with tp=t and pp=p can run this job, whatever its other choices."""
+    why = refusal(job, Layout(tp=t, pp=p))  # the model's own limits: heads, vocabulary, layers
+    if why is None and job.cluster.world_size % (t * p):
+        why = f"parallel.tp*pp must divide the world size ({job.cluster.describe()})"
+    return why
 
 
 def candidate_layouts(job: Job, tp: list[int] | None = None, pp: list[int] | None = None,
                       recompute: tuple[str, ...] = RECOMPUTE,
                       micro_batches: tuple[int, ...] = MICRO_BATCHES,
                       sequence_parallel: tuple[bool, ...] = (False, True),
-                      zero: bool = True) -> list[Layout]:
+                      zero: bool = True, refused: Counter | None = None) -> list[Layout]:
+    """Every layout of the job's cluster that the trainer accepts; the trainer's reasons for
+    the others are counted in `refused`."""
     m, world, node = job.model, job.cluster.world_size, job.cluster.gpus_per_node
+    refused = Counter() if refused is None else refused
     out = []
     for t in tp or _divisors(node):
         for p in pp or _divisors(m.n_layers):
-            if world % (t * p):
+            if why := _degree_refusal(job, t, p):
+                refused[why] += 1
                 continue
             dp = world // (t * p)
             for v, shard, stage, b, rc, sp in itertools.product(
@@ -121,7 +135,9 @@ def candidate_layouts(job: Job, tp: list[int] | None = None, pp: list[int] | Non
                 lay = Layout(tp=t, pp=p, vpp=v, dp_replicate=dp // shard, dp_shard=shard,
                              sequence_parallel=sp, micro_batch_size=b, recompute=rc,
                              schedule="interleaved_1f1b" if v > 1 else "1f1b", zero_stage=stage)
-                if accepted(job, lay):
+                if why := refusal(job, lay, world):
+                    refused[why] += 1
+                else:
                     out.append(lay)
     return out
 
@@ -131,13 +147,13 @@ def search(job: Job, **choices) -> list[PlanRow]:
     each other's step time rank by the bytes each GPU sends over InfiniBand: the model's
     overlap of that traffic is optimistic, so in a tie HSDP sharding inside a node beats FSDP
     across nodes."""
-    layouts = candidate_layouts(job, **choices)
+    refused: Counter = Counter()
+    layouts = candidate_layouts(job, refused=refused, **choices)
     if not layouts:
-        raise UserError(f"no layout of {job.model.n_layers} layers, {job.model.n_heads} heads fits "
-                        f"{job.cluster.describe()} with global batch {job.global_batch}: tp must "
-                        "divide the heads and vocabulary, pp*vpp the layers, and the data-parallel "
-                        "degree the batch (python -m hyperclova.train --dry-run shows why a "
-                        "layout is refused)")
+        reasons = "; ".join(why for why, _ in refused.most_common(3))
+        raise UserError(f"no layout of {job.model.n_layers} layers, {job.model.n_heads} heads on "
+                        f"{job.cluster.describe()} with global batch {job.global_batch} passes "
+                        f"the trainer's layout check: {reasons}")
     stats = model_stats(job.model)
     rows = [evaluate(job, lay, stats) for lay in layouts]
     best = min((r.step.step_time for r in rows if r.fits), default=1.0)

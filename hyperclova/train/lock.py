@@ -126,10 +126,6 @@ class DirectoryLock:
         os.fsync(f.fileno())
         self._file = f
 
-    @property
-    def held(self) -> bool:
-        return self._file is not None
-
     def release(self) -> None:
         """Empty the file (the mark of a clean exit), then unlock. The file itself stays: deleting
         it would let a run that had opened the old file lock it while another locks a new one."""

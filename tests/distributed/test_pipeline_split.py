@@ -23,7 +23,7 @@ def test_stages_partition_the_model(n_stages):
     seen = {}
     model = meta_model()
     for s in range(n_stages):
-        for name, p in cut_stage(model, s, n_stages).named_parameters():
+        for name, p in cut_stage(model, s, Layout(pp=n_stages)).named_parameters():
             assert name not in seen or (name == "lm_head.weight"), name
             seen[name] = p.shape
     # The last stage holds the output weight apart from the embedding when n_stages > 1.

@@ -65,17 +65,32 @@ def test_overrides_load_into_the_config_and_the_engine_accepts_them(rows_13b):
         check_layout(cfg, world_size=128)  # the trainer's own validation
 
 
-def test_layouts_the_trainer_refuses_are_never_offered():
-    """tp 8 on a 12-head model, pp 5 on 24 layers: the trainer refuses both, so must the planner."""
-    from hyperclova.config import ModelConfig
+def test_layouts_the_trainer_refuses_are_never_offered(capsys):
+    """tp 8 on a 12-head model, pp 5 on 24 layers: the trainer refuses both, so does the planner,
+    in the trainer's words (the tool and the dry run alike)."""
+    from hyperclova.config import ConfigError, ModelConfig
+    from hyperclova.parallel.layout import check_layout
+    from hyperclova.plan.dryrun import main as dry_run_main
 
     job = Job(ModelConfig(n_layers=24, d_model=768, n_heads=12, vocab_size=64000, seq_len=2048),
               Cluster(2, 8, get_gpu("a100-80gb")), 64, 1e9)
-    with pytest.raises(UserError, match="no layout"):
-        search(job, tp=[8])
-    with pytest.raises(UserError, match="no layout"):
-        search(job, pp=[5])
+    model = ["model.n_layers=24", "model.d_model=768", "model.n_heads=12",
+             "train.global_batch_size=64", "train.micro_batch_size=1"]
+    for flag, override in (("--tp", "parallel.tp=8"), ("--pp", "parallel.pp=5")):
+        with pytest.raises(ConfigError) as trainer:
+            check_layout(load_config(None, model + [override]))
+        with pytest.raises(UserError, match="no layout") as planner:
+            search(job, **{flag[2:]: [int(override[-1])]})
+        assert str(trainer.value) in str(planner.value)
+        with pytest.raises(SystemExit):
+            plan_tool.main(["--layers", "24", "--d-model", "768", "--heads", "12", "--nodes", "2",
+                            "--global-batch", "64", flag, override[-1]])
+        assert str(trainer.value) in capsys.readouterr().err
+        with pytest.raises(SystemExit):
+            dry_run_main(model + [override])
+        assert str(trainer.value) in capsys.readouterr().err
     assert {r.layout.tp for r in search(job)} <= {1, 2, 4}
+    assert {r.layout.pp for r in search(job)} <= {1, 2, 4, 8}
 
 
 def test_recompute_and_sp_trade_memory_for_time():
