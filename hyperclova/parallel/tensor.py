@@ -20,6 +20,8 @@ Parameters keep their `requires_grad` (a frozen base stays frozen).
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn as nn
 from torch.distributed.device_mesh import DeviceMesh
@@ -153,10 +155,20 @@ def enable_async_tp(tp_mesh: DeviceMesh, device: torch.device, compiled: bool) -
     if device.type != "cuda" or not compiled or tp_mesh is None or tp_mesh.size() == 1:
         raise ConfigError("parallel.async_tp needs a CUDA device, parallel.compile=true and "
                           "parallel.tp > 1")
-    try:  # private torch APIs (as torchtitan uses them): present in torch 2.6 to 2.13
+    # Private torch APIs (torchtitan's way in): checked, so a torch without them gets a clear
+    # message instead of an AttributeError, and the trainer runs on torch 2.6 to 2.13.
+    try:
         import torch._inductor.config as inductor_config
-        from torch.distributed._symmetric_memory import enable_symm_mem_for_group
     except ImportError as e:  # pragma: no cover - depends on the torch build
         raise ConfigError(f"parallel.async_tp is not available in torch {torch.__version__}: {e}")
+    if not hasattr(inductor_config, "_micro_pipeline_tp"):
+        raise ConfigError(f"parallel.async_tp is not available in torch {torch.__version__} "
+                          "(no inductor micro-pipeline TP); set parallel.async_tp=false")
     inductor_config._micro_pipeline_tp = True
-    enable_symm_mem_for_group(tp_mesh.get_group().group_name)
+    try:  # older torch must be told which group's buffers are symmetric; newer ones deprecate it
+        from torch.distributed._symmetric_memory import enable_symm_mem_for_group
+    except ImportError:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        enable_symm_mem_for_group(tp_mesh.get_group().group_name)
