@@ -1,4 +1,4 @@
-"""Issue 7 §3: bad input gets a clear error naming the tensor (and both shapes) or the config key;
+"""Bad input gets a clear error naming the tensor (and both shapes) or the config key;
 architectures we cannot represent are refused; the CLI prints one line and exits 2."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 7 §2: our model and transformers agree on logits (1e-4, fp32) and greedy tokens; from-hf then
+"""Our model and transformers agree on logits (1e-4, fp32) and greedy tokens; from-hf then
 to-hf gives back bit-identical tensors; bf16/fp16 exports are exact casts of our weights."""
 from __future__ import annotations
 

@@ -95,3 +95,33 @@ def test_compile_is_on_by_default_on_cuda_only():
     assert compile_enabled(cfg, torch.device("cuda")) and not compile_enabled(cfg, torch.device("cpu"))
     off = load_config(None, BASE + ["parallel.compile=false"])
     assert not compile_enabled(off, torch.device("cuda"))
+
+
+@pytest.mark.parametrize("capability,bf16", [((9, 0), True), ((8, 0), True), ((7, 0), False)])
+def test_dtype_auto_and_attention_kernels_follow_the_gpu(monkeypatch, capability, bf16):
+    """What a GPU's generation selects, with torch's own answers for it patched in (no GPU
+    here): bf16 only where the GPU has it (an explicit bf16 elsewhere is refused), and cuDNN
+    attention first from Hopper (sm90) on."""
+    from torch.nn.attention import SDPBackend
+
+    from hyperclova.parallel.build import autocast_dtype_for
+    from hyperclova.train.engine import sdpa_backends
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "a test GPU")
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    auto = load_config(None, BASE)
+    assert autocast_dtype_for(auto, gpu) == (torch.bfloat16 if bf16 else None)
+    assert autocast_dtype_for(auto, cpu) is None  # fp32 on CPU unless asked for
+    explicit = load_config(None, BASE + ["train.dtype=bf16"])
+    if bf16:
+        assert autocast_dtype_for(explicit, gpu) == torch.bfloat16
+    else:
+        with pytest.raises(ConfigError, match="no bf16 support"):
+            autocast_dtype_for(explicit, gpu)
+    order = sdpa_backends(auto, gpu)
+    assert (order is not None and order[0] == SDPBackend.CUDNN_ATTENTION) == (capability >= (9, 0))
+    assert sdpa_backends(auto, cpu) is None
+    chosen = load_config(None, BASE + ["train.sdpa_backends=[flash,math]"])
+    assert sdpa_backends(chosen, gpu) == [SDPBackend.FLASH_ATTENTION, SDPBackend.MATH]
