@@ -68,8 +68,8 @@ class ShardMeta:
 class ShardWriter:
     """Write one shard under temporary names; `commit()` renames it into place, `abort()` removes it.
 
-    Writes the same bytes as megatron-core's `IndexedDatasetBuilder` (header: `_HEADER_BYTES` above; a test compares
-    them) without importing it: megatron-core pulls in torch, which costs the serializer seconds of
+    Writes the same bytes as megatron-core's `IndexedDatasetBuilder` (a test compares them)
+    without importing it: megatron-core pulls in torch, which costs the serializer seconds of
     start-up and every worker hundreds of MB, and its `finalize` builds the pointer table one
     Python int at a time. Documents arrive in batches (flat token array + per-document lengths), so
     the caller never makes one Python call per document. The index is held as compact arrays: 12

@@ -40,7 +40,8 @@ class PretrainingSampler:
 
 
 def make_loader(dataset: Dataset, micro_batch_size: int, consumed_samples: int, dp_rank: int,
-                dp_size: int, num_workers: int = 0, seed: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+                dp_size: int, num_workers: int = 0,
+                seed: int = 0) -> Iterator[dict[str, torch.Tensor]]:
     """Micro-batches for this rank until the dataset is exhausted; each value is stacked to
     (micro_batch_size, seq_len). Resuming with the same `consumed_samples` continues exactly where
     an uninterrupted run would be.

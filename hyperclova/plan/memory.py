@@ -2,9 +2,9 @@
 
 Parameter counts come from the model itself (built on the meta device), split by the engine's
 own rules (hyperclova/parallel/layout.py for stages, TP_PLAN of hyperclova/parallel/tensor.py for
-tensor parallelism); the dry run checks them against the real build path. Activations follow Korthikanti et al. 2022, "Reducing Activation Recomputation in
-Large Transformer Models", Section 4 (bytes per layer, 16-bit activations, s=seq, b=micro-batch,
-h=d_model, a=heads, t=tp):
+tensor parallelism); the dry run checks them against the real build path (tests/plan). Activations
+follow Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
+Section 4 (bytes per layer, 16-bit activations, s=seq, b=micro-batch, h=d_model, a=heads, t=tp):
     no parallelism           s b h (34 + 5 a s / h)
     tensor parallel          s b h (10 + 24/t + 5 a s / (h t))
     tensor + sequence par.   s b h / t (34 + 5 a s / h)
@@ -58,7 +58,7 @@ def _stats_cached(key: tuple) -> ModelStats:
     cfg = ModelConfig(**dict(key))
 
     with torch.device("meta"):
-        one = GPT(_with_layers(cfg, 1))
+        one = GPT(replace(cfg, n_layers=1))
     split = replicated = 0
     for name, p in one.layers["0"].named_parameters():
         module, kind = name.rsplit(".", 1)
@@ -70,10 +70,6 @@ def _stats_cached(key: tuple) -> ModelStats:
     return ModelStats(cfg=cfg, total=count_params(cfg), layer_split=split, layer_replicated=replicated,
                       tok_emb=one.tok_emb.weight.numel(), pos_emb=one.pos_emb.weight.numel(),
                       final_norm=sum(p.numel() for p in one.ln_f.parameters()))
-
-
-def _with_layers(cfg: ModelConfig, n: int) -> ModelConfig:
-    return replace(cfg, n_layers=n)
 
 
 def model_stats(cfg: ModelConfig) -> ModelStats:
