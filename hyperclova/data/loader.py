@@ -54,7 +54,7 @@ def make_loader(dataset: Dataset, micro_batch_size: int, consumed_samples: int, 
         dataset,
         batch_sampler=sampler,
         num_workers=num_workers,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=False,  # the trainer pins the assembled batch (hyperclova/data/prefetch.py)
         persistent_workers=False,
         generator=torch.Generator().manual_seed(seed),
     )
