@@ -33,6 +33,8 @@ MATRIX = {
         "tp2_dp2": "parallel.tp=2,parallel.dp_replicate=2",
         "tp2_fsdp2_sp": "parallel.tp=2,parallel.dp_shard=2,parallel.sequence_parallel=true",
         "pp2_tp2": "parallel.pp=2,parallel.tp=2,parallel.sequence_parallel=true",
+        # HSDP: the shipped multi-node layout of configs/6.9b.yaml and 13b.yaml
+        "hsdp_2x2": "parallel.dp_replicate=2,parallel.dp_shard=2,train.micro_batch_size=1",
     },
     8: {
         "pp2_dp2_tp2": "parallel.pp=2,parallel.dp_shard=2,parallel.tp=2,"
@@ -50,7 +52,6 @@ SLOW = {
     },
     4: {
         "pp4_1f1b": "parallel.pp=4,parallel.schedule=1f1b,train.micro_batch_size=1",
-        "hsdp_2x2": "parallel.dp_replicate=2,parallel.dp_shard=2,train.micro_batch_size=1",
         "pp2_ddp2_interleaved": "parallel.pp=2,parallel.dp_replicate=2,parallel.vpp=2,"
                                 "parallel.schedule=interleaved_1f1b,train.micro_batch_size=1",
         "pp2_fsdp2_tp_selective": "parallel.pp=2,parallel.dp_shard=2,parallel.tp=1,"
