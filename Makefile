@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# The CPU wheel of torch; GPU users set TORCH_SPEC to their own build (e.g. TORCH_SPEC=torch).
-TORCH_SPEC ?= torch==2.13.0
+# The CPU build of torch, from PyTorch's CPU index (PyPI's default Linux wheel would pull in CUDA
+# libraries the tests never use); GPU users set TORCH_SPEC to their own build (e.g. TORCH_SPEC=torch).
+TORCH_SPEC ?= torch==2.13.0+cpu
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 export OMP_NUM_THREADS ?= 1
 DEMO_DIR ?= demo_out
 
@@ -14,7 +16,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q --extra-index-url "$(TORCH_INDEX)" "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev,serve,eval,mpi,ray]"
 	touch $@
 
