@@ -82,7 +82,8 @@ def model_stats(cfg: ModelConfig) -> ModelStats:
 
 def rank_params(stats: ModelStats, lay: Layout, pp_rank: int) -> int:
     """Parameters held by one rank of pipeline stage `pp_rank` (before ZeRO/FSDP sharding)."""
-    n = stats.cfg.n_layers // lay.pp * stats.layer_params(lay.tp)  # pp*vpp divides n_layers
+    layers = sum(len(chunk) for chunk in lay.rank_layers(pp_rank, stats.cfg.n_layers))
+    n = layers * stats.layer_params(lay.tp)
     if lay.has_embedding(pp_rank):
         n += stats.tok_emb // lay.tp + stats.pos_emb
     if lay.has_head(pp_rank):
