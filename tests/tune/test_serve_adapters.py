@@ -68,6 +68,8 @@ def test_requests_choose_their_adapter(server, base, lora_run, ptuning_run):
     for (name, prompt), (model, text) in zip(cases, answers):
         assert model == (name or "base")
         assert text == expected(paths[name], prompt), (name, prompt)
+    health = server.get_json("/health")  # totals over both engines (base + P-tuning, LoRA)
+    assert health["engines"] == 2 and health["running"] == 0 and health["peak_batch"] >= 2
     by = {case: text for case, (_, text) in zip(cases, answers)}
     assert all(by["pt", p] != by[None, p] and by["lora", p] != by[None, p] for p in PROMPTS)
     with pytest.raises(NotFoundError, match="this server serves 'base', 'lora', 'pt'"):
