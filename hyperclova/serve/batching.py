@@ -309,13 +309,19 @@ class BatchEngine:
         chunk = max(16, PREFILL_LOGIT_FLOATS // (n * self.model.cfg.vocab_size))
         want_prompt = [j for j, s in enumerate(joiners) if s.prompt_logprobs is not None]
         prompt_info: dict[int, list[TokenInfo]] = {j: [TokenInfo(joiners[j].prompt[0])] for j in want_prompt}
-        for c0 in range(0, P, chunk):
-            c1 = min(P, c0 + chunk)
-            mask = causal_padding_mask(valid[:, :c1], c1 - c0)
-            logits = self.model(tokens[:, c0:c1], positions[:, c0:c1], mask, caches, c0)
-            for j in want_prompt:
-                self._prompt_logprobs(joiners[j], P, c0, c1, logits[j], prompt_info[j])
-        last_logits = logits[:, -1]
+        # Without prompt logprobs only the last position's logits are needed: the output layer
+        # (d x vocab per position) would otherwise cost a prompt as much as several decode steps.
+        self.model.skip_head = not want_prompt
+        try:
+            for c0 in range(0, P, chunk):
+                c1 = min(P, c0 + chunk)
+                mask = causal_padding_mask(valid[:, :c1], c1 - c0)
+                out = self.model(tokens[:, c0:c1], positions[:, c0:c1], mask, caches, c0)
+                for j in want_prompt:
+                    self._prompt_logprobs(joiners[j], P, c0, c1, out[j], prompt_info[j])
+        finally:
+            self.model.skip_head = False
+        last_logits = out[:, -1] if want_prompt else self.model.lm_head(out[:, -1])
         self.running.extend(joiners)
         for j in want_prompt:
             self._emit(joiners[j], Event(prompt=prompt_info[j]))
