@@ -270,6 +270,7 @@ def create_app(server: Server) -> FastAPI:
     @app.get("/studio/config")
     async def studio_config():
         return {"model": server.model_name, "max_model_len": server.max_len,
+                "models": [{"id": v.name, "kind": v.kind} for v in server.variants.values()],
                 "limits": {"max_tokens": server.limits.max_tokens, "max_n": server.limits.max_n,
                            "max_logprobs": server.limits.max_logprobs},
                 "auth": bool(server.api_keys), "knowledge": server.knowledge is not None,

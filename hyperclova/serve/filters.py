@@ -11,7 +11,8 @@ A filter config is a small YAML file (docs/serve.md):
       input: reject       # reject | off
       output: stop        # stop | mask | off
     pii:
-      types: [email, rrn, card, brn, account, phone, passport, ip]
+      types: [email, rrn, card, brn, driver_license, health_insurance, passport, vehicle_plate,
+              account, phone, ip]
       input: off          # reject | mask | off
       output: mask        # mask | stop | off
     max_output_chars: 0   # 0: no limit; longer output stops with finish_reason content_filter

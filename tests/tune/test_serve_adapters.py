@@ -54,6 +54,9 @@ def test_requests_choose_their_adapter(server, base, lora_run, ptuning_run):
     client = OpenAI(base_url=server.base + "/v1", api_key="unused", max_retries=0, timeout=60)
     models = {m.id: m for m in client.models.list().data}
     assert set(models) == {"base", "lora", "pt"}
+    studio = server.get_json("/studio/config")["models"]  # the playground's model chooser
+    assert studio == [{"id": "base", "kind": "base"}, {"id": "lora", "kind": "lora"},
+                      {"id": "pt", "kind": "ptuning"}]
     cases = [(name, p) for name in (None, "lora", "pt") for p in PROMPTS]
 
     def complete(case):
