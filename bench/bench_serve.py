@@ -222,17 +222,21 @@ def main() -> None:
             proc.wait(30)
     rows = [(s, c, sorted(results[s, c], key=lambda r: r["tok_s"])[len(results[s, c]) // 2])
             for s in names for c in args.clients]
-    one = {s: r for s, c, r in rows if c == 1}
-    base_r = one.get("continuous") or next(iter(one.values()), None)
-    print(f"\nmodel {args.model}; x = over the continuous server's one-at-a-time (C=1) rate "
-          f"(continuous@REV: over its own)\n")
+    def ratio(s: str, c: int, key: str) -> str:
+        """Median over rounds of (this point / the reference's C=1 point of the same round): the
+        two ran minutes apart, not a whole run apart, so drifting machine load cancels better."""
+        ref = s if "@" in s else ("continuous" if ("continuous", 1) in results else s)
+        if (ref, 1) not in results:
+            return "-"
+        return f"{statistics.median(a[key] / b[key] for a, b in zip(results[s, c], results[ref, 1])):.1f}"
+
+    print(f"\nmodel {args.model}; medians of {args.rounds} rounds; x = median over rounds of the ratio to the "
+          f"continuous server's one-at-a-time (C=1) rate in the same round (continuous@REV: to its own)\n")
     print("| scheduler | clients | tokens/s | x | tokens per server CPU-s | x | requests/s | "
           "TTFT p50 / p95 (ms) | ITL p50 / p95 (ms) | server busy / waiting for a CPU | client CPU |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for s, c, r in rows:
-        ref = one.get(s) if "@" in s else base_r  # an older tree: over its own C=1
-        x = f"{r['tok_s'] / ref['tok_s']:.1f}" if ref else "-"
-        xc = f"{r['tok_cpu'] / ref['tok_cpu']:.1f}" if ref else "-"
+        x, xc = ratio(s, c, "tok_s"), ratio(s, c, "tok_cpu")
         print(f"| {s} | {c} | {r['tok_s']:,.0f} | {x} | {r['tok_cpu']:,.0f} | {xc} | {r['req_s']:.2f} | "
               f"{1e3 * r['ttft50']:.0f} / {1e3 * r['ttft95']:.0f} | {1e3 * r['itl50']:.1f} / {1e3 * r['itl95']:.1f} | "
               f"{r['server_busy']:.0%} / {r['starved']:.0%} | {r['client_cpu']:.2f} |")
