@@ -172,6 +172,67 @@ def serve(tok: Path, weights: Path, scheduler: str, max_batch: int, port: int,
     raise TimeoutError("server did not start")
 
 
+def engine_only(tok_dir: Path, weights: Path, clients: list[int], rounds: int, per_client: int) -> None:
+    """The same workload through the engine alone, in this process (no HTTP, no client): C
+    sequences kept running, each replaced by the next job as it finishes; tokens per CPU-second
+    of this process. Separates what batching buys in the model and sampler from the serving
+    path's per-token costs (text, events, server-sent events, socket writes)."""
+    import torch
+
+    from hyperclova.generate import Sampling, load_model
+    from hyperclova.serve.batching import BatchEngine, SeqRequest
+    from hyperclova.serve.text import TextStream
+    from hyperclova.tokenizer import load_tokenizer
+
+    torch.set_num_threads(1)
+    tok, (model, _) = load_tokenizer(tok_dir), load_model(str(weights))
+
+    async def run(c: int, jobs: list[dict]) -> tuple[int, float]:
+        engine = BatchEngine(model, tok.vocab_size, max_batch=64, max_queue=4096)
+        queue, tokens, done = list(reversed(jobs)), [0], asyncio.Event()
+        active = [0]
+
+        def submit():
+            j = queue.pop()
+            s = Sampling.for_tokenizer(tok, max_new_tokens=j["max_tokens"], temperature=j["temperature"],
+                                       top_k=j["top_k"], top_p=j["top_p"])
+            s.suppress_ids, s.eod_id = tuple(sorted({*s.suppress_ids, tok.eod_id})), None  # ignore_eos
+            active[0] += 1
+
+            def emit(ev):
+                tokens[0] += len(ev.tokens)
+                if ev.finish_reason:
+                    active[0] -= 1
+                    if queue:
+                        submit()
+                    elif not active[0]:
+                        done.set()
+            engine.submit([SeqRequest(j["prompt"], s, emit, TextStream(tok),
+                                      generator=torch.Generator().manual_seed(j["seed"]))])
+
+        task = asyncio.create_task(engine.serve_forever())
+        cpu0 = time.process_time()
+        for _ in range(min(c, len(queue))):
+            submit()
+        await done.wait()
+        cpu = time.process_time() - cpu0
+        engine.close()
+        await task
+        return tokens[0], cpu
+
+    asyncio.run(run(4, workload(tok_dir, 8, seed=99)))  # warm-up
+    rates: dict[int, list[float]] = {}
+    for rnd in range(rounds):
+        for c in clients:
+            n, cpu = asyncio.run(run(c, workload(tok_dir, max(8, per_client * c), seed=c)))
+            rates.setdefault(c, []).append(n / cpu)
+            print(f"engine only round {rnd} C={c:3d} {n / cpu:8.0f} tok/CPU-s", flush=True)
+    print("\n| concurrent sequences | engine tokens per CPU-s | x (median of per-round ratios) |\n|---|---|---|")
+    for c in clients:
+        x = statistics.median(a / b for a, b in zip(rates[c], rates[clients[0]]))
+        print(f"| {c} | {statistics.median(rates[c]):,.0f} | {x:.1f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=sorted(MODELS), default="tiny")
@@ -185,10 +246,14 @@ def main() -> None:
     p.add_argument("--port", type=int, default=8431)
     p.add_argument("--baseline", metavar="REV",
                    help="also measure the continuous server of git revision REV (before/after)")
+    p.add_argument("--engine-only", action="store_true",
+                   help="measure the engine in this process without HTTP (tokens per CPU-second)")
     args = p.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     tok, weights = prepare(work, args.model)
+    if args.engine_only:
+        return engine_only(tok, weights, args.clients, args.rounds, args.requests_per_client)
     results: dict[tuple[str, int], list[dict]] = {}
     # One server per scheduler, all started first; every (round, clients) point then runs against
     # each of them in turn, so load from other jobs hits both schedulers alike. An idle server
