@@ -134,3 +134,27 @@ def test_shutdown_answers_running_and_queued_sequences(model, tokenizer):
     assert len(finals) == 5 and all(ev.finish_reason == "error" and "shutting down" in ev.error
                                     for ev in finals)
     assert engine.batch_size == 0 and engine.queue_length == 0
+
+
+def test_a_reader_that_stops_early_cancels_its_sequences(model, tokenizer):
+    """Server.events: a consumer that goes away (client gone) cancels the request's sequences on
+    the engine that runs them, and they leave the batch."""
+    from hyperclova.serve.protocol import CompletionRequest
+    from hyperclova.serve.server import Limits, Server
+
+    engine = BatchEngine(model, tokenizer.vocab_size, max_batch=4)
+    server = Server(tokenizer, engine, "m", Limits())
+
+    async def client():
+        prep = server.prepare_completion(CompletionRequest.model_validate(
+            {"prompt": "오늘 서울의", "max_tokens": 80, "n": 2, "temperature": 0, "ignore_eos": True}))
+        server.submit(prep)
+        events = server.events(prep)
+        await events.__anext__()
+        await events.aclose()  # what the route's generator does when the client disconnects
+        assert all(s.cancelled for s in prep.seqs)
+        while engine.batch_size:
+            await asyncio.sleep(0.01)
+
+    drive(engine, client())
+    assert engine.cancelled == 2 and engine.batch_size == 0
