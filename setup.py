@@ -52,7 +52,8 @@ setup(
                 "selenium>=4.10", "lm_eval[api]>=0.4.5", "peft>=0.10"],
         # uvloop + httptools: uvicorn's fast event loop and HTTP parser (it picks them itself)
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "uvloop; sys_platform != 'win32'", "httptools",
-                  "prometheus_client>=0.20", "bm25s>=0.2", "jinja2>=3.1"],
+                  "prometheus_client>=0.20", "bm25s>=0.2", "jinja2>=3.1",
+                  "regex"],
         # evaluation: lm-evaluation-harness bridge, BLEU (its ko-mecab uses mecab-ko, installed
         # above), the AI Hub .xlsx reader and the task templates
         "eval": ["lm-eval>=0.4.5", "accelerate", "sacrebleu>=2.3", "openpyxl>=3.1", "jinja2"],

@@ -129,8 +129,9 @@ def build_server(args):
         variants.append(Variant(name, own, tuned_tok, wrap, kind))
     keys = list(args.api_key) + [k for k in os.environ.get(API_KEY_ENV, "").split(",") if k]
     limits = Limits(max_tokens=args.max_tokens, max_n=args.max_n, max_body_bytes=args.max_body_bytes)
+    engines = list({id(e): e for e in [engine] + [v.engine for v in variants]}.values())
     server = Server(tok, engine, args.served_model_name or model_name(checkpoint), limits,
-                    filters=filters, knowledge=knowledge, chat=chat, metrics=Metrics(engine),
+                    filters=filters, knowledge=knowledge, chat=chat, metrics=Metrics(engines),
                     api_keys=tuple(keys), adapters=variants)
     if len(server.variants) != 1 + len(variants):
         raise UserError(f"two served models share a name: {[v.name for v in variants]}; name "

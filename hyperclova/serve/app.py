@@ -188,10 +188,11 @@ def create_app(server: Server) -> FastAPI:
 
     @app.get("/health")
     async def health():
-        e = server.engine
-        return {"status": "ok", "model": server.model_name, "running": e.batch_size,
-                "queued": e.queue_length, "iterations": e.iterations, "cancelled": e.cancelled,
-                "peak_batch": e.peak_batch}
+        es = server.engines()  # totals over the base model's engine and the adapters' own
+        return {"status": "ok", "model": server.model_name, "engines": len(es),
+                "running": sum(e.batch_size for e in es), "queued": sum(e.queue_length for e in es),
+                "iterations": sum(e.iterations for e in es), "cancelled": sum(e.cancelled for e in es),
+                "peak_batch": max(e.peak_batch for e in es)}
 
     @app.get("/metrics")
     async def metrics():
@@ -269,6 +270,7 @@ def create_app(server: Server) -> FastAPI:
     @app.get("/studio/config")
     async def studio_config():
         return {"model": server.model_name, "max_model_len": server.max_len,
+                "models": [{"id": v.name, "kind": v.kind} for v in server.variants.values()],
                 "limits": {"max_tokens": server.limits.max_tokens, "max_n": server.limits.max_n,
                            "max_logprobs": server.limits.max_logprobs},
                 "auth": bool(server.api_keys), "knowledge": server.knowledge is not None,

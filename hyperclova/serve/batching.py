@@ -1,5 +1,6 @@
-"""The continuous-batching engine: one driver owns the model and schedules every iteration (in
-the server, a task on its event loop; in-process, a thread of its own).
+"""The continuous-batching engine: one driver owns the model and schedules every iteration, a task
+on the server's event loop (`serve_forever`; one per engine when adapters have engines of their
+own, docs/serve.md). Requests are submitted and cancelled on that loop, so nothing is locked.
 
 Iteration-level scheduling (Orca, vLLM): at each iteration the engine admits queued requests
 while there are free sequence slots, prefills them (prompt through the model into their KV slots,
@@ -27,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -144,7 +144,6 @@ class BatchEngine:
         self.slots = KVSlots(model, max_batch, self.max_len)
         self.running: list[SeqRequest] = []
         self._queue: collections.deque[SeqRequest] = collections.deque()
-        self._cv = threading.Condition()
         self._closing = False
         self.iterations = 0
         self.cancelled = 0  # sequences dropped because their client went away
@@ -152,8 +151,7 @@ class BatchEngine:
         self.shifts = 0  # times the column timeline was shifted left
         self._masks: dict = {}  # banned-id masks by rule (hyperclova.generate.adjust_logits)
         self._outbox: list[tuple[SeqRequest, Event]] = []
-        self._wakeup: asyncio.Event | None = None  # set by serve_forever, on its event loop
-        self._thread: threading.Thread | None = None
+        self._wakeup = asyncio.Event()  # a submit, a cancel or close wakes serve_forever
 
     # -- what requests see ----------------------------------------------------------------------
     @property
@@ -166,52 +164,31 @@ class BatchEngine:
 
     def submit(self, seqs: list[SeqRequest]) -> None:
         """Queue the sequences of one request together, or raise QueueFull for all of them."""
-        with self._cv:
-            if len(self._queue) + len(seqs) > self.max_queue:
-                raise QueueFull(f"the queue is full ({self.max_queue} waiting sequences); retry later")
-            self._queue.extend(seqs)
-            self._notify()
+        if self._closing:
+            raise QueueFull("the server is shutting down")
+        if len(self._queue) + len(seqs) > self.max_queue:
+            raise QueueFull(f"the queue is full ({self.max_queue} waiting sequences); retry later")
+        self._queue.extend(seqs)
+        self._wakeup.set()
 
     def cancel(self, seqs: list[SeqRequest]) -> None:
         """The client went away: the sequences leave at the next iteration."""
         for s in seqs:
             s.cancelled = True
-        with self._cv:
-            self._notify()
-
-    def _notify(self) -> None:  # with the lock held
-        self._cv.notify()
-        if self._wakeup is not None:
-            self._wakeup.set()
-
-    # -- drivers: a thread, or a task on the server's event loop ---------------------------------
-    def start(self) -> "BatchEngine":
-        """Run iterations on a thread of their own (in-process use)."""
-        self._thread = threading.Thread(target=self._run_thread, name="hyperclova-engine", daemon=True)
-        self._thread.start()
-        return self
+        self._wakeup.set()
 
     def close(self) -> None:
-        with self._cv:
-            self._closing = True
-            self._notify()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _run_thread(self) -> None:
-        while not self._closing:
-            wait = self.step()
-            if wait != 0:
-                with self._cv:
-                    if not self._closing and (wait is not None or not self._queue):
-                        self._cv.wait(wait)
+        """Stop `serve_forever` after its iteration; sequences still queued or running end with
+        finish_reason "error" (their clients get an answer, not a hang)."""
+        self._closing = True
+        self._wakeup.set()
 
     async def serve_forever(self) -> None:
-        """Run iterations on the calling event loop (the server's); submit and cancel must then
-        be called on that loop too. One thread does the model and the HTTP work, an iteration at
-        a time, so the two never fight over the GIL: a separate engine thread spent much of its
-        time waiting to get it back after each torch op while the loop streamed to many clients."""
-        self._wakeup = asyncio.Event()
+        """Run iterations on the calling event loop (the server's). One thread does the model and
+        the HTTP work, an iteration at a time, so the two never fight over the GIL: a separate
+        engine thread spent much of its time waiting to get it back after each torch op while the
+        loop streamed to many clients. Several engines (adapters) on one loop take turns, an
+        iteration each, with the HTTP work in between."""
         while not self._closing:
             wait = self.step()
             if wait == 0:
@@ -221,18 +198,18 @@ class BatchEngine:
                     await asyncio.sleep(0)
                 continue
             self._wakeup.clear()
-            if self._queue and wait is None:
-                continue
             try:
                 await asyncio.wait_for(self._wakeup.wait(), wait)
             except asyncio.TimeoutError:
                 pass
+        self._fail_all(list(self._queue), "the server is shutting down")
+        self._queue.clear()
+        self._flush()
 
     def step(self) -> float | None:
         """One iteration. Returns 0 when it did work; otherwise how long the driver may wait
         before trying again (None: until a submit)."""
-        with self._cv:
-            joiners, wait = self._admit()
+        joiners, wait = self._admit()
         if not joiners and not self.running:
             return wait
         try:
@@ -249,7 +226,7 @@ class BatchEngine:
         return 0.0
 
     def _admit(self) -> tuple[list[SeqRequest], float | None]:
-        """With the lock held: the queued sequences to prefill in this iteration, and when there
+        """The queued sequences to prefill in this iteration, and when there
         are none and nothing runs, how long to wait (None: until a submit)."""
         while self._queue and self._queue[0].cancelled:
             self._queue.popleft()
@@ -281,7 +258,12 @@ class BatchEngine:
     def _flush(self) -> None:
         """Hand the iteration's events over, after its tensor work (each `emit` is cheap)."""
         items, self._outbox = self._outbox, []
-        deliver_each(items)
+        for s, ev in items:
+            try:
+                s.emit(ev)
+            except Exception:  # a failing listener cancels its sequence
+                log.exception("emit failed")
+                s.cancelled = True
 
     def _fail_all(self, joiners: list[SeqRequest], msg: str) -> None:
         for s in {id(s): s for s in self.running + joiners}.values():
@@ -327,13 +309,19 @@ class BatchEngine:
         chunk = max(16, PREFILL_LOGIT_FLOATS // (n * self.model.cfg.vocab_size))
         want_prompt = [j for j, s in enumerate(joiners) if s.prompt_logprobs is not None]
         prompt_info: dict[int, list[TokenInfo]] = {j: [TokenInfo(joiners[j].prompt[0])] for j in want_prompt}
-        for c0 in range(0, P, chunk):
-            c1 = min(P, c0 + chunk)
-            mask = causal_padding_mask(valid[:, :c1], c1 - c0)
-            logits = self.model(tokens[:, c0:c1], positions[:, c0:c1], mask, caches, c0)
-            for j in want_prompt:
-                self._prompt_logprobs(joiners[j], P, c0, c1, logits[j], prompt_info[j])
-        last_logits = logits[:, -1]
+        # Without prompt logprobs only the last position's logits are needed: the output layer
+        # (d x vocab per position) would otherwise cost a prompt as much as several decode steps.
+        self.model.skip_head = not want_prompt
+        try:
+            for c0 in range(0, P, chunk):
+                c1 = min(P, c0 + chunk)
+                mask = causal_padding_mask(valid[:, :c1], c1 - c0)
+                out = self.model(tokens[:, c0:c1], positions[:, c0:c1], mask, caches, c0)
+                for j in want_prompt:
+                    self._prompt_logprobs(joiners[j], P, c0, c1, out[j], prompt_info[j])
+        finally:
+            self.model.skip_head = False
+        last_logits = out[:, -1] if want_prompt else self.model.lm_head(out[:, -1])
         self.running.extend(joiners)
         for j in want_prompt:
             self._emit(joiners[j], Event(prompt=prompt_info[j]))
@@ -415,16 +403,6 @@ class BatchEngine:
                 done.append(first_row + j)
         for i in sorted(done, reverse=True):
             self._remove(i)
-
-
-def deliver_each(items: list[tuple[SeqRequest, Event]]) -> None:
-    """Hand each event to its sequence's `emit` (a failing listener cancels its sequence)."""
-    for s, ev in items:
-        try:
-            s.emit(ev)
-        except Exception:
-            log.exception("emit failed")
-            s.cancelled = True
 
 
 def _top(lp: torch.Tensor, n: int) -> list[list[tuple[int, float]]]:

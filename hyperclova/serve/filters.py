@@ -11,7 +11,8 @@ A filter config is a small YAML file (docs/serve.md):
       input: reject       # reject | off
       output: stop        # stop | mask | off
     pii:
-      types: [email, rrn, card, brn, account, phone, passport, ip]
+      types: [email, rrn, card, brn, driver_license, health_insurance, passport, vehicle_plate,
+              account, phone, ip]
       input: off          # reject | mask | off
       output: mask        # mask | stop | off
     max_output_chars: 0   # 0: no limit; longer output stops with finish_reason content_filter
@@ -24,18 +25,23 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import regex
+
 from hyperclova.corpus.filters import _alternation, load_words
-from hyperclova.corpus.pii import CONTEXT_CHARS, PII_TYPES, PiiConfig, mask_text
+from hyperclova.corpus.pii import CONTEXT_CHARS, PII_TYPES, RULES, PiiConfig, mask_text
 from hyperclova.errors import UserError, read_yaml_mapping
 
 BANNED_INPUT = ("reject", "off")
 BANNED_OUTPUT = ("stop", "mask", "off")
 PII_INPUT = ("reject", "mask", "off")
 PII_OUTPUT = ("mask", "stop", "off")
-# While PII rules are on, a stream holds back the trailing run of characters a PII item is made of
-# (digits, Latin letters, @ . - + ( ) and spaces; at most PII_HOLD_CHARS), so that an item arriving
-# over several tokens (a phone number, an e-mail address) is masked before any of it is sent.
-# Korean text ends such a run, so Korean output streams without delay.
+# While PII rules are on, a stream holds back the tail of its text that could be the start of a PII
+# item (at most PII_HOLD_CHARS), so that an item arriving over several tokens is masked before any
+# of it is sent. "Could be the start" is asked of the PII rules themselves: each rule's pattern is
+# matched with the `regex` module's partial matching, which also reports a match cut off by the
+# end of the text ("서울 12", "12가 3" of a vehicle plate, "서울 12-3456" of a licence), plus the
+# trailing run of characters a Latin/digit item is made of. Plain Korean text matches no rule's
+# start (except a region name's first syllable, held for one token), so it streams without delay.
 PII_HOLD_CHARS = 64
 PII_CONTEXT_CHARS = CONTEXT_CHARS  # sent text re-read for context ("계좌 ..." before an account number)
 _PII_TAIL = re.compile(r"[A-Za-z0-9@._%+\-() ]*\Z")
@@ -131,6 +137,9 @@ class Filters:
         self._banned: re.Pattern = _alternation(words)
         self._max_word = max((len(w) for w in words), default=0)
         self._pii = PiiConfig(types=list(cfg.pii_types))
+        # The same patterns, for partial matching (see PII_HOLD_CHARS)
+        self._pii_starts = [regex.compile(r.pattern.pattern, regex.V0 | (r.pattern.flags & re.IGNORECASE))
+                            for r in RULES if r.type in cfg.pii_types]
 
     def describe(self) -> dict:
         c = self.cfg
@@ -167,9 +176,17 @@ class Filters:
         if self.cfg.banned_output != "off":
             hold = min(len(text), self._max_word - 1)
         if self.cfg.pii_output != "off":
-            tail = _PII_TAIL.search(text, max(0, len(text) - PII_HOLD_CHARS))
-            hold = max(hold, len(text) - tail.start())
+            hold = max(hold, self._pii_hold(text))
         return hold
+
+    def _pii_hold(self, text: str) -> int:
+        lo = max(0, len(text) - PII_HOLD_CHARS)
+        start = _PII_TAIL.search(text, lo).start()
+        for p in self._pii_starts:
+            for m in p.finditer(text, lo, partial=True):
+                if m.end() == len(text) and m.start() < start:  # cut off (or complete) at the end
+                    start = m.start()
+        return len(text) - start
 
     def find_stop(self, text: str, start: int) -> tuple[int, str] | None:
         """(index, rule) of the first output-stopping match that ends after `start`, or None."""

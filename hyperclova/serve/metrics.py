@@ -11,7 +11,9 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, engine=None):
+    def __init__(self, engines=()):
+        """`engines`: the server's engines (the base model's, and those of adapters with their
+        own); the engine gauges and counters are their totals."""
         r = self.registry = CollectorRegistry()
         self.requests = Counter("hyperclova_requests", "HTTP requests by endpoint and status",
                                 ["endpoint", "status"], registry=r)
@@ -27,10 +29,11 @@ class Metrics:
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.queue = Gauge("hyperclova_queue_length", "Sequences waiting for a slot", registry=r)
         self.running = Gauge("hyperclova_running_sequences", "Sequences in the decode batch", registry=r)
-        if engine is not None:
-            self.queue.set_function(lambda: engine.queue_length)
-            self.running.set_function(lambda: engine.batch_size)
-            r.register(_EngineCollector(engine))
+        if engines:
+            engines = list(engines)
+            self.queue.set_function(lambda: sum(e.queue_length for e in engines))
+            self.running.set_function(lambda: sum(e.batch_size for e in engines))
+            r.register(_EngineCollector(engines))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -39,12 +42,14 @@ class Metrics:
 class _EngineCollector:
     """Counts the engine keeps itself (read at scrape time)."""
 
-    def __init__(self, engine):
-        self.engine = engine
+    def __init__(self, engines):
+        self.engines = engines
 
     def collect(self):
-        e = self.engine
-        yield CounterMetricFamily("hyperclova_engine_iterations", "Scheduler iterations", value=e.iterations)
-        yield CounterMetricFamily("hyperclova_sequences_cancelled",
-                                  "Sequences dropped because their client went away", value=e.cancelled)
-        yield GaugeMetricFamily("hyperclova_peak_batch_size", "Largest decode batch so far", value=e.peak_batch)
+        es = self.engines
+        yield CounterMetricFamily("hyperclova_engine_iterations", "Scheduler iterations",
+                                  value=sum(e.iterations for e in es))
+        yield CounterMetricFamily("hyperclova_sequences_cancelled", "Sequences dropped because their "
+                                  "client went away", value=sum(e.cancelled for e in es))
+        yield GaugeMetricFamily("hyperclova_peak_batch_size", "Largest decode batch so far (of any engine)",
+                                value=max(e.peak_batch for e in es))

@@ -275,7 +275,7 @@ class Server:
                 yield i, ev
         finally:
             if open_:
-                engine.cancel(prep.seqs)
+                prep.variant.engine.cancel(prep.seqs)
 
     def _observe(self, s: SeqRequest, ev: Event, last_time: list, i: int) -> None:
         m = self.metrics

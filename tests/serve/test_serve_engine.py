@@ -1,9 +1,10 @@
 """The batching engine in-process, on its edge paths: requests joining a running batch at
 different times, prompts prefilled in chunks, the column timeline shifting left, the static
-baseline: every greedy sequence equals `generate` on its own."""
+baseline: every greedy sequence equals `generate` on its own. The engine runs as the server
+runs it, `serve_forever` on an event loop."""
 from __future__ import annotations
 
-import threading
+import asyncio
 
 import pytest
 import torch
@@ -22,27 +23,41 @@ def model(trained):
     return load_model(trained.checkpoint)[0]
 
 
+def drive(engine: BatchEngine, client) -> None:
+    """Run the engine on an event loop while the coroutine `client` submits to it."""
+    async def main():
+        task = asyncio.create_task(engine.serve_forever())
+        try:
+            await asyncio.wait_for(client, 120)
+        finally:
+            engine.close()
+            await task
+    asyncio.run(main())
+
+
 def run_engine(model, tok, prompts, max_new, **engine_kw):
     """Submit prompts one after another while the engine runs; return each one's tokens."""
-    engine = BatchEngine(model, tok.vocab_size, **engine_kw).start()
+    engine = BatchEngine(model, tok.vocab_size, **engine_kw)
     results = [[] for _ in prompts]
-    done = [threading.Event() for _ in prompts]
 
-    def emit(i):
-        def f(ev):
-            results[i].extend(t.id for t in ev.tokens)
-            if ev.finish_reason:
-                done[i].set()
-        return f
+    async def client():
+        done = [asyncio.Event() for _ in prompts]
 
-    try:
+        def emit(i):
+            def f(ev):
+                results[i].extend(t.id for t in ev.tokens)
+                if ev.finish_reason:
+                    done[i].set()
+            return f
+
         for i, p in enumerate(prompts):
             s = Sampling.for_tokenizer(tok, max_new_tokens=max_new[i], temperature=0)
             engine.submit([SeqRequest(tok.encode(p), s, emit(i), TextStream(tok))])
-            done[max(0, i - 2)].wait(30)  # later prompts join a batch that is already decoding
-        assert all(d.wait(60) for d in done)
-    finally:
-        engine.close()
+            await done[max(0, i - 2)].wait()  # later prompts join a batch that is already decoding
+        for d in done:
+            await d.wait()
+
+    drive(engine, client())
     return results, engine
 
 
@@ -75,27 +90,71 @@ def test_engine_matches_generate(model, tokenizer, monkeypatch, case):
 
 def test_seeded_sampling_is_batch_independent(model, tokenizer):
     def one(extra):
-        engine = BatchEngine(model, tokenizer.vocab_size, max_batch=8).start()
-        out = {}
-        evs = {}
-        try:
+        engine = BatchEngine(model, tokenizer.vocab_size, max_batch=8)
+        out = {i: [] for i in range(1 + len(extra))}
+
+        async def client():
+            done = {i: asyncio.Event() for i in out}
             reqs = []
             for i, p in enumerate(["오늘 서울의", *extra]):
                 s = Sampling.for_tokenizer(tokenizer, max_new_tokens=20, temperature=1.0, top_p=0.9,
                                            presence_penalty=0.5)
-                evs[i] = threading.Event()
-                out[i] = []
 
                 def emit(ev, i=i):
                     out[i].extend(t.id for t in ev.tokens)
                     if ev.finish_reason:
-                        evs[i].set()
+                        done[i].set()
                 reqs.append(SeqRequest(tokenizer.encode(p), s, emit, TextStream(tokenizer),
                                        generator=torch.Generator().manual_seed(42 + i * (i > 0))))
             engine.submit(reqs)
-            assert all(e.wait(60) for e in evs.values())
-        finally:
-            engine.close()
+            for d in done.values():
+                await d.wait()
+
+        drive(engine, client())
         return out[0]
 
     assert one([]) == one(["정부는 이번", "맛집 후기 올립니다", "부산"])
+
+
+def test_shutdown_answers_running_and_queued_sequences(model, tokenizer):
+    """close() while sequences run and wait: each gets a final error event, none hangs."""
+    engine = BatchEngine(model, tokenizer.vocab_size, max_batch=2)
+    finals = []
+
+    async def client():
+        s = Sampling.for_tokenizer(tokenizer, max_new_tokens=100, temperature=0)
+        engine.submit([SeqRequest(tokenizer.encode("오늘"), s,
+                                  lambda ev: ev.finish_reason and finals.append(ev), TextStream(tokenizer))
+                       for _ in range(5)])
+        while engine.iterations < 3:
+            await asyncio.sleep(0.01)
+        engine.close()
+
+    drive(engine, client())
+    assert len(finals) == 5 and all(ev.finish_reason == "error" and "shutting down" in ev.error
+                                    for ev in finals)
+    assert engine.batch_size == 0 and engine.queue_length == 0
+
+
+def test_a_reader_that_stops_early_cancels_its_sequences(model, tokenizer):
+    """Server.events: a consumer that goes away (client gone) cancels the request's sequences on
+    the engine that runs them, and they leave the batch."""
+    from hyperclova.serve.protocol import CompletionRequest
+    from hyperclova.serve.server import Limits, Server
+
+    engine = BatchEngine(model, tokenizer.vocab_size, max_batch=4)
+    server = Server(tokenizer, engine, "m", Limits())
+
+    async def client():
+        prep = server.prepare_completion(CompletionRequest.model_validate(
+            {"prompt": "오늘 서울의", "max_tokens": 80, "n": 2, "temperature": 0, "ignore_eos": True}))
+        server.submit(prep)
+        events = server.events(prep)
+        await events.__anext__()
+        await events.aclose()  # what the route's generator does when the client disconnects
+        assert all(s.cancelled for s in prep.seqs)
+        while engine.batch_size:
+            await asyncio.sleep(0.01)
+
+    drive(engine, client())
+    assert engine.cancelled == 2 and engine.batch_size == 0

@@ -74,6 +74,8 @@ def test_studio_in_headless_chromium(browser, server, tokenizer, tmp_path):
     by_id = lambda i: d.find_element(By.ID, i)
     d.get(server.base + "/")
     wait(lambda: "run" in by_id("model-info").text, what="the server config")
+    # one model served: the model chooser (adapters, docs/serve.md) holds it and stays hidden
+    assert by_id("model").get_attribute("value") == "run" and not by_id("model-box").is_displayed()
     by_id("api-key").send_keys(API_KEY + Keys.TAB)
 
     # Korean typed into the editor: the live token count and the token split follow.

@@ -58,6 +58,20 @@ def test_pii_is_masked_before_any_of_it_is_sent(tokenizer):
     assert sum(1 for d in deltas if d) >= 5  # Korean still streams in pieces around the held items
 
 
+@pytest.mark.parametrize("text,item,kind", [
+    ("제 차량 번호는 12가 3456 입니다.", "12가 3456", "vehicle_plate"),
+    ("차량번호 서울 12가 3456 이에요", "서울 12가 3456", "vehicle_plate"),
+    ("운전면허 서울 12-345678-90 입니다", "서울 12-345678-90", "driver_license")])
+def test_korean_pii_items_are_held_until_masked(tokenizer, text, item, kind):
+    """Items with Hangul inside (plates, region-coded licences) arrive over several tokens; no
+    piece of them may go out before the rule has seen the whole item."""
+    deltas, ts = stream(tokenizer, text, filters=Filters(FilterConfig()))
+    assert "".join(deltas) == text.replace(item, f"<|{kind}|>") and ts.filter_counts == Counter({kind: 1})
+    assert not any(c.isdigit() for c in "".join(deltas))
+    deltas, ts = stream(tokenizer, text, filters=Filters(FilterConfig(pii_output="stop")))
+    assert "".join(deltas) == text[:text.index(item)] and ts.finish_reason == "content_filter"
+
+
 def test_banned_words_stop_or_mask(tokenizer):
     text = "정말 좋은데 씨발 이건 뭐야"
     deltas, ts = stream(tokenizer, text, filters=Filters(FilterConfig()))

@@ -54,6 +54,9 @@ def test_requests_choose_their_adapter(server, base, lora_run, ptuning_run):
     client = OpenAI(base_url=server.base + "/v1", api_key="unused", max_retries=0, timeout=60)
     models = {m.id: m for m in client.models.list().data}
     assert set(models) == {"base", "lora", "pt"}
+    studio = server.get_json("/studio/config")["models"]  # the playground's model chooser
+    assert studio == [{"id": "base", "kind": "base"}, {"id": "lora", "kind": "lora"},
+                      {"id": "pt", "kind": "ptuning"}]
     cases = [(name, p) for name in (None, "lora", "pt") for p in PROMPTS]
 
     def complete(case):
@@ -68,6 +71,8 @@ def test_requests_choose_their_adapter(server, base, lora_run, ptuning_run):
     for (name, prompt), (model, text) in zip(cases, answers):
         assert model == (name or "base")
         assert text == expected(paths[name], prompt), (name, prompt)
+    health = server.get_json("/health")  # totals over both engines (base + P-tuning, LoRA)
+    assert health["engines"] == 2 and health["running"] == 0 and health["peak_batch"] >= 2
     by = {case: text for case, (_, text) in zip(cases, answers)}
     assert all(by["pt", p] != by[None, p] and by["lora", p] != by[None, p] for p in PROMPTS)
     with pytest.raises(NotFoundError, match="this server serves 'base', 'lora', 'pt'"):

@@ -43,7 +43,7 @@ function stopSequences() {
 
 function requestBody() {
   const body = {
-    model: state.config ? state.config.model : undefined,
+    model: $("model").value || (state.config ? state.config.model : undefined),
     prompt: finalPrompt(),
     max_tokens: Number($("max-tokens").value),
     temperature: Number($("temperature").value),
@@ -267,7 +267,7 @@ function copySnippet() {
 }
 
 // ---- presets (browser localStorage) --------------------------------------------------------
-const PRESET_FIELDS = ["prompt", "max-tokens", "temperature", "top-p", "top-k", "repetition-penalty",
+const PRESET_FIELDS = ["model", "prompt", "max-tokens", "temperature", "top-p", "top-k", "repetition-penalty",
   "seed", "stop-seqs", "start-text", "restart-text", "fs-description", "fs-query", "fs-in-label",
   "fs-out-label", "fs-sep"];
 const PRESET_CHECKS = ["inject-start", "inject-restart", "show-probs"];
@@ -339,6 +339,14 @@ async function loadConfig() {
       (cfg.filters ? " · filters on" : "");
     $("max-tokens").max = Math.min(cfg.limits.max_tokens, cfg.max_model_len);
     $("retrieve-box").hidden = !cfg.knowledge;
+    // The base model and the tuned adapters served beside it (docs/serve.md), one per request.
+    $("model").replaceChildren(...cfg.models.map((m) => {
+      const opt = document.createElement("option");
+      opt.value = m.id;
+      opt.textContent = m.kind === "base" ? m.id : `${m.id} (${m.kind})`;
+      return opt;
+    }));
+    $("model-box").hidden = cfg.models.length < 2;
     if (cfg.auth && !$("api-key").value) setStatus("this server needs an API key", true);
   } catch (err) {
     setStatus("cannot reach the server: " + err.message, true);
@@ -365,7 +373,7 @@ function init() {
     if (e.isComposing || e.keyCode === 229) return;
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); generate(); }
   });
-  for (const id of ["start-text", "inject-start", "seed", "stop-seqs", "show-probs", "use-knowledge", "retrieve"]) {
+  for (const id of ["model", "start-text", "inject-start", "seed", "stop-seqs", "show-probs", "use-knowledge", "retrieve"]) {
     $(id).addEventListener("input", () => { updateSnippets(); if (id.includes("start")) scheduleTokenCount(); });
   }
   $("show-tokens").addEventListener("change", updateTokens);
