@@ -6,10 +6,10 @@ from __future__ import annotations
 import torch
 
 from hyperclova.config import load_config
+from hyperclova.generate import load_model
 from hyperclova.train.engine import build_engine
 from hyperclova.tune.adapters import (
     load_model_keys,
-    load_tuned_model,
     model_transforms,
     open_adapter,
     resolve_base,
@@ -40,9 +40,8 @@ def test_fresh_adapters_leave_the_base_logits_exactly():
 
 def test_merged_lora_gives_the_unmerged_logits(lora_run, tmp_path):
     from hyperclova.convert import merge_adapter
-    from hyperclova.generate import load_model
 
-    tuned, _, _ = load_tuned_model(lora_run[2])
+    tuned, _ = load_model(None, adapter=lora_run[2])
     assert max(m.lora_B.weight.abs().max().item() for m in tuned.modules()
                if isinstance(m, LoRALinear)) > 0  # tuning moved B off zero
     tokens = torch.randint(0, 640, (2, 24), generator=torch.Generator().manual_seed(1))
@@ -58,7 +57,7 @@ def test_merged_lora_gives_the_unmerged_logits(lora_run, tmp_path):
 
 def test_stored_prompt_table_gives_the_live_encoders_logits(ptuning_run):
     adapter = open_adapter(ptuning_run[2])
-    stored, _, _ = load_tuned_model(ptuning_run[2])  # the encoder run once, its output kept
+    stored, _ = load_model(None, adapter=ptuning_run[2])  # the encoder run once, its output kept
     assert stored.input_adapter.encoder is None and stored.input_adapter.stored.shape == (6, 64)
     cfg = load_config(None, [*BASE_MODEL, "train.device=cpu", "tune.method=ptuning"])
     live = build_engine(cfg, CPU, model_transforms(cfg, CPU))  # the encoder, as in tuning

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from hyperclova.tune.adapters import load_tuned_model
+from hyperclova.generate import load_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -32,7 +32,7 @@ def test_peft_adapter_gives_our_logits(lora_run, hf_base, tmp_path):
     export_peft(lora_run[2], tmp_path / "adapter")
     config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert config["target_modules"] == ["c_attn", "c_fc", "c_proj"] and config["fan_in_fan_out"]
-    ours, _, _ = load_tuned_model(lora_run[2])
+    ours, _ = load_model(None, adapter=lora_run[2])
     hf = GPT2LMHeadModel.from_pretrained(hf_base).eval()
     tokens = torch.randint(0, 640, (2, 20), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -69,7 +69,7 @@ def test_exported_prompt_embeddings_give_our_logits(ptuning_run, hf_base, tmp_pa
     config = json.loads((tmp_path / "prompts" / "prompt_config.json").read_text())
     prompts = load_file(tmp_path / "prompts" / "prompt_embeddings.safetensors")["prompt_embeddings"]
     assert prompts.shape == (config["num_virtual_tokens"], config["d_model"]) == (6, 64)
-    ours, _, _ = load_tuned_model(ptuning_run[2])
+    ours, _ = load_model(None, adapter=ptuning_run[2])
     hf = GPT2LMHeadModel.from_pretrained(hf_base).eval()
     text, answer = torch.tensor([[5, 17, 99, 230]]), torch.tensor([[41, 7]])
     ids = torch.cat([640 + torch.arange(3)[None], text, 643 + torch.arange(3)[None], answer], 1)
