@@ -155,3 +155,7 @@ def test_channel_tasks_tune_the_channel_way(tmp_path, tok_dir, nsmc):
     assert ex.ids[:3] == [640, 641, 642] and ex.ids[ex.split - 3:ex.split] == [643, 644, 645]
     assert tok.decode(ex.ids[3:ex.split - 3]) == ("최고" if rec[2] == "1" else "별로")
     assert tok.decode(ex.ids[ex.split:]) == "\n" + rec[1]
+    # each virtual token is a pre-tokenization segment of its own (evaluation's split points)
+    segs = tok.segments(spec.doc_to_choice[1] + "\n이 영화")
+    assert "".join(segs) == spec.doc_to_choice[1] + "\n이 영화"
+    assert segs[:4] == ["\U00100000", "\U00100001", "\U00100002", "최고"]
