@@ -3,6 +3,7 @@ logits exactly as they were; merging LoRA gives the unmerged model's logits; P-t
 prompt table gives the live encoder's logits."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from hyperclova.config import load_config
@@ -68,3 +69,23 @@ def test_stored_prompt_table_gives_the_live_encoders_logits(ptuning_run):
     tokens[:, 12:15] = 643 + torch.arange(3)
     with torch.no_grad():
         torch.testing.assert_close(stored(tokens), _logits(live, tokens), rtol=1e-6, atol=1e-6)
+
+
+def test_adapter_conversions_refuse_a_non_empty_target(lora_run, ptuning_run, tmp_path, capsys):
+    """merge-adapter, export-peft and export-prompts write only into a new or empty directory
+    (like every conversion), and say so before any work; nothing in the directory changes."""
+    from hyperclova.cli.convert_checkpoint import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine", encoding="utf-8")
+    for cmd, run in (("merge-adapter", lora_run), ("export-peft", lora_run),
+                     ("export-prompts", ptuning_run)):
+        with pytest.raises(SystemExit) as e:
+            main([cmd, str(run[2]), str(out)])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert f"output directory {out} is not empty (keep.txt)" in err, (cmd, err)
+        assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    main(["export-prompts", str(ptuning_run[2]), str(tmp_path / "new")])  # a new one is fine
+    assert (tmp_path / "new" / "prompt_config.json").is_file()
