@@ -131,18 +131,16 @@ def _engine(checkpoint: Optional[str], device: torch.device, overrides: list[str
     else:
         path = resolve_load_path(str(checkpoint))
     probe = load_config(Path(path) / "config.yaml", overrides)
-    # The training batch settings do not apply to evaluation, but the layout check reads them
-    # (a pipeline needs >= pp micro-batches per step): give it ones that fit any layout.
+    # The checkpoint's training batch settings do not apply to evaluation (forward_eval runs each
+    # batch whole), but the engine's layout check and its training schedule read them, and the
+    # run's own may not divide this layout (trained with dp=8, evaluated with pp=2 on 2 ranks):
+    # give it ones that fit any layout.
     n_micro = probe.parallel.pp * probe.parallel.vpp
     dp = probe.parallel.dp_replicate * probe.parallel.dp_shard
     neutral = ["train.micro_batch_size=1", f"train.global_batch_size={n_micro * dp}",
                f"parallel.microbatches={n_micro}"]
     cfg = load_config(Path(path) / "config.yaml", neutral + overrides)
     engine = build_engine(cfg, device, transforms)
-    if not hasattr(engine, "forward_eval") or not hasattr(engine, "load_weights"):
-        raise UserError("tensor/pipeline-parallel evaluation needs the engine's forward_eval and "
-                        "load_weights (docs/eval.md); this build has neither: run with data "
-                        "parallelism only (no parallel.tp/pp)")
     engine.load_weights(str(path))
     if adapter is not None:
         from hyperclova.tune.adapters import load_adapter_weights
