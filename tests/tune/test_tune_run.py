@@ -118,12 +118,24 @@ def test_train_samples_and_bad_lines_are_accounted(tmp_path, tok_dir):
         draw_samples(split, 50, seed=1)
 
 
+def test_train_samples_flag_tunes_on_n_examples(tmp_path, base, nsmc, capsys):
+    """`--train-samples N` (Table 4's data-size ablation) through the command line."""
+    from hyperclova.tune.__main__ import main
+
+    out = main(["--checkpoint", str(base), "--train-samples", "20",
+                *tune_overrides(tmp_path, nsmc[0], "tune.method=lora", "train.steps=1")])
+    assert "20 training examples" in capsys.readouterr().out and len(out["losses"]) == 1
+    step = resolve_load_path(tmp_path / "checkpoints")
+    assert load_config(step / "config.yaml").tune.train_samples == 20
+
+
 @pytest.mark.parametrize("override, key", [
     ("tune.lora.rank=0", "tune.lora.rank"),
     ("tune.lora.targets=[qkv,q_proj]", "tune.lora.targets"),
     ("tune.ptuning.template=[100,40]", "tune.ptuning.template"),
     ("tune.method=prefix", "tune.method"),
     ("model.d_model=128", "model.d_model"),
+    ("--train-samples=0", "tune.train_samples"),
 ])
 def test_bad_configs_stop_naming_the_key(override, key, base, capsys):
     from hyperclova.tune.__main__ import main
