@@ -54,6 +54,15 @@ def test_merged_lora_gives_the_unmerged_logits(lora_run, tmp_path):
         merge_adapter(lora_run[2], tmp_path / "merged")  # offline, streamed: a plain checkpoint
         merged, _ = load_model(tmp_path / "merged")
         torch.testing.assert_close(merged(tokens), want, rtol=1e-5, atol=1e-5)
+    # ... and out to transformers through to-hf, like any checkpoint
+    from transformers import GPT2LMHeadModel
+
+    from hyperclova.convert import to_hf
+
+    to_hf(tmp_path / "merged", tmp_path / "hf")
+    with torch.no_grad():
+        hf = GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
+        torch.testing.assert_close(hf(tokens).logits, want, rtol=1e-4, atol=1e-4)
 
 
 def test_stored_prompt_table_gives_the_live_encoders_logits(ptuning_run):
