@@ -134,7 +134,7 @@ class Scorer:
         ids = self.tok.encode(context + continuation)
         ctx_bytes = len(self.tok.normalize(context).encode("utf-8"))
         ends = self._token_ends(ids, context + continuation)
-        cut = self._morpheme_start(context + continuation, ctx_bytes)
+        cut = self._morpheme_start(context, continuation, ctx_bytes)
         split = 0
         while split < len(ids) and ends[split] <= cut:
             split += 1
@@ -145,14 +145,16 @@ class Scorer:
             ids, split = [self.tok.eod_id] + ids, 1
         return Encoded(ids, split, straddled)
 
-    def _morpheme_start(self, text: str, at: int) -> int:
-        """Byte offset `at`, or, when it falls inside a morpheme of `text` (a tokenizer with
-        MeCab-ko pre-splitting), that morpheme's start: a token boundary inside a morpheme is a
-        split the pre-splitter would not make, so the whole morpheme is scored."""
+    def _morpheme_start(self, context: str, continuation: str, at: int) -> int:
+        """Byte offset `at` (the end of the context), or, when it falls inside a morpheme (a
+        tokenizer with MeCab-ko pre-splitting), that morpheme's start: a token boundary inside a
+        morpheme is a split the pre-splitter would not make, so the whole morpheme is scored."""
         if getattr(self.tok, "meta", {}).get("pretokenization") != "mecab-ko":
             return at
+        if continuation[:1].isspace() and not context[-1:].isspace():
+            return at  # a segment is a morpheme with the whitespace before it: a boundary
         pos = 0
-        for seg in self.tok.segments(text):
+        for seg in self.tok.segments(context + continuation):
             n = len(seg.encode("utf-8"))
             if pos + n > at:
                 return pos
