@@ -8,6 +8,7 @@ SCRIPTS = [f"hyperclova-{t.replace('_', '-')} = hyperclova.cli.{t}:main" for t i
     "hyperclova-generate = hyperclova.generate:main",
     "hyperclova-demo = hyperclova.demo:main",
     "hyperclova-eval = hyperclova.eval.__main__:main",
+    "hyperclova-tune = hyperclova.tune.__main__:main",
     "hyperclova-serve = hyperclova.serve.__main__:main",
 ]
 

@@ -313,18 +313,24 @@ def generate(model: GPT, prompts: list[list[int]], s: Sampling, use_cache: bool 
     return out
 
 
-def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[GPT, Config]:
+def load_model(checkpoint: str | Path | None, device: str = "cpu",
+               adapter=None) -> tuple[GPT, Config]:
     """A plain GPT for inference from any of the forms a trained model takes: a run's checkpoint
     dir (its `latest`) or a step dir (DCP), a `to-hf` export directory (config.json + weights), or
     a `consolidate` safetensors file. The returned config's `data.tokenizer` names the tokenizer
-    to use with it (the export directory itself when it carries one), or is None."""
+    to use with it (the export directory itself when it carries one), or is None.
+
+    `adapter`: a tuned checkpoint (python -m hyperclova.tune; its path or the opened
+    `hyperclova.tune.adapters.Adapter`) applied to its base, which is `checkpoint` when given (it
+    must be the DCP checkpoint the adapter was tuned on) or else the base the adapter names."""
     import torch.distributed.checkpoint as dcp
 
     from hyperclova.config import load_config
-    from hyperclova.model.gpt import build_model
     from hyperclova.train.checkpoint import resolve_load_path, single_process
     from hyperclova.train.engine import ModelState
 
+    if adapter is not None:
+        return _load_tuned(checkpoint, device, adapter)
     src = Path(checkpoint)
     if src.is_file() and src.suffix == ".safetensors":
         from hyperclova.convert.to_hf import load_consolidated
@@ -342,10 +348,42 @@ def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[GPT, Config
         return model.eval(), cfg
     path = resolve_load_path(str(checkpoint))
     cfg = load_config(path / "config.yaml")
-    model = build_model(cfg.model, device=device)
+    with torch.device("meta"):
+        model = GPT(cfg.model)
+    model.to_empty(device=device)  # every weight comes from the checkpoint
     with single_process():
         dcp.load({"model": ModelState([model])}, checkpoint_id=str(path))
     model.tie_weights()
+    return model.eval(), cfg
+
+
+def _load_tuned(checkpoint, device, adapter) -> tuple[GPT, Config]:
+    """The base checkpoint with the adapter's structure (hyperclova/tune/adapters.py) and
+    weights: LoRA factors, P-tuning's stored prompt table, or a fully tuned model's weights."""
+    from hyperclova.config import load_config
+    from hyperclova.tune.adapters import (
+        Adapter,
+        inference_transforms,
+        load_adapter_weights,
+        load_model_keys,
+        open_adapter,
+        resolve_base,
+    )
+
+    ad = adapter if isinstance(adapter, Adapter) else open_adapter(adapter)
+    base = resolve_base(ad, checkpoint)
+    cfg = load_config(base / "config.yaml")
+    with torch.device("meta"):
+        model = GPT(cfg.model)
+    for fn in inference_transforms(ad):
+        fn(model)
+    model.to_empty(device=device)
+    model.tie_weights()
+    model.init_weights(ad.cfg.train.seed)  # sets P-tuning's stored table (its param_init)
+    load_model_keys([model], base)
+    load_adapter_weights([model], ad)
+    model.tie_weights()
+    cfg.data.tokenizer = ad.cfg.data.tokenizer or cfg.data.tokenizer
     return model.eval(), cfg
 
 
@@ -403,11 +441,10 @@ def main(argv: list[str] | None = None) -> None:
 
     tuned = None
     if args.adapter:  # a tuned model reads its prompts as it was tuned (P-tuning's template)
-        from hyperclova.tune.adapters import adapter_tokenizer, load_tuned_model, wrap_prompt
+        from hyperclova.tune.adapters import adapter_tokenizer, open_adapter, wrap_prompt
 
-        model, cfg, tuned = load_tuned_model(args.adapter, args.checkpoint, args.device)
-    else:
-        model, cfg = load_model(args.checkpoint, args.device)
+        tuned = open_adapter(args.adapter)
+    model, cfg = load_model(args.checkpoint, args.device, tuned)
     tok_dir = args.tokenizer or cfg.data.tokenizer
     if not tok_dir:
         raise UserError("the checkpoint's config names no data.tokenizer: pass --tokenizer DIR")

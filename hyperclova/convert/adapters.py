@@ -20,7 +20,7 @@ from typing import Optional
 
 import torch
 
-from hyperclova.convert.dcp import CheckpointReader, nested, write_step
+from hyperclova.convert.dcp import CheckpointReader, check_new_checkpoint_dir, nested, write_step
 from hyperclova.convert.hf import HF_PREFIX, ConversionError, qkv_to_hf
 from hyperclova.convert.to_hf import MODEL, Summary, check_model_keys
 from hyperclova.errors import UserError
@@ -68,6 +68,7 @@ def merge_adapter(adapter: str | Path, out_dir: str | Path,
     from hyperclova.config import load_config
     from hyperclova.tune.adapters import resolve_base
 
+    check_new_checkpoint_dir(Path(out_dir))  # before any work
     ad = _open(adapter, ("lora", "full"), "merge-adapter")
     base = resolve_base(ad, checkpoint)
     source = ad.path if ad.method == "full" else base  # full: the tuned checkpoint is the model
@@ -115,12 +116,9 @@ def export_peft(adapter: str | Path, out_dir: str | Path,
     """A LoRA checkpoint as a peft adapter directory for the base's `to-hf` export."""
     from safetensors.torch import save_file
 
+    out = _new_or_empty(out_dir)
     ad = _open(adapter, ("lora",), "export-peft")
     lora, mc = ad.cfg.tune.lora, ad.cfg.model
-    out = Path(out_dir)
-    if (out / "adapter_model.safetensors").exists():
-        raise UserError(f"{out / 'adapter_model.safetensors'} already exists; choose an empty "
-                        "output directory")
     out.mkdir(parents=True, exist_ok=True)
     tensors = {}
     for (i, t), (a, b) in _lora_factors(ad).items():
@@ -155,11 +153,9 @@ def export_prompts(adapter: str | Path, out_dir: str | Path) -> Summary:
 
     from hyperclova.tune.adapters import prompt_table
 
+    out = _new_or_empty(out_dir)
     ad = _open(adapter, ("ptuning",), "export-prompts")
     table = prompt_table(ad).contiguous()
-    out = Path(out_dir)
-    if (out / PROMPT_FILE).exists():
-        raise UserError(f"{out / PROMPT_FILE} already exists; choose an empty output directory")
     out.mkdir(parents=True, exist_ok=True)
     save_file({"prompt_embeddings": table}, str(out / PROMPT_FILE), metadata={"format": "pt"})
     a, b = ad.cfg.tune.ptuning.template
@@ -170,6 +166,17 @@ def export_prompts(adapter: str | Path, out_dir: str | Path) -> Summary:
     (out / PROMPT_CONFIG).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n",
                                      encoding="utf-8")
     return Summary(ad.path, out, 1, table.numel(), (out / PROMPT_FILE).stat().st_size, [])
+
+
+def _new_or_empty(out_dir: str | Path) -> Path:
+    """Exports go into a new or empty directory (as every conversion's output): files left from
+    another adapter beside the new ones would make a directory peft or a loader misreads."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "is a file" if not out.is_dir() else \
+            "is not empty (" + ", ".join(sorted(p.name for p in out.iterdir())[:4]) + ")"
+        raise UserError(f"output directory {out} {what}; export into a new or empty directory")
+    return out
 
 
 def _step(step_dir: Path) -> int:

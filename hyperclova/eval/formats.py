@@ -8,7 +8,7 @@ empty sentence of a parallel pair) is skipped and counted, never silently lost.
 
 | format | file | fields of an example |
 |---|---|---|
-| `nsmc` | `ratings_*.txt`: TSV with header `id document label` | id, document, label (0/1) |
+| `nsmc` | `ratings_*.txt`: TSV with header `id document label` (through the one reader) | id, document, label (0/1) |
 | `korquad` | KorQuAD 1.0 / SQuAD v1.1 JSON | id, question, context, answers, paragraph |
 | `ynat` | `ynat-v1.1_*.json`: JSON array | guid, title, label (topic name) |
 | `klue-sts` | `klue-sts-v1.1_*.json`: JSON array | guid, sentence1, sentence2, label, real_label, binary_label |
@@ -63,16 +63,22 @@ NSMC_HEADER = ["id", "document", "label"]
 
 
 def read_nsmc(path: str | Path, **_) -> Examples:
+    """NSMC's TSV, line by line through the one reader (CRLF, a BOM, .gz/.zst as everywhere);
+    lines the reader cannot use (invalid UTF-8, NUL bytes, blank) are counted, not fatal."""
+    from hyperclova.data.reader import ReadStats, expand_inputs, iter_records
+
     out = Examples(str(path))
-    lines = _read_text(path).split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    if not lines or lines[0].rstrip("\r").split("\t") != NSMC_HEADER:
-        got = lines[0][:80] if lines else "an empty file"
-        raise UserError(f"{path}:1: expected the NSMC header 'id<TAB>document<TAB>label', got {got!r}")
-    for n, line in enumerate(lines[1:], start=2):
-        line = line.rstrip("\r")
-        where = f"{path}:{n}"
+    stats = ReadStats()
+    header = True
+    for rec in iter_records(expand_inputs([str(path)], input_format="text"), stats=stats):
+        line, where = rec.texts[0], f"{rec.path}:{rec.line}"
+        if header:
+            if rec.line != 1 or line.split("\t") != NSMC_HEADER:
+                got = line[:80] if rec.line == 1 else f"no usable first line ({stats.summary()})"
+                raise UserError(f"{rec.path}:1: expected the NSMC header 'id<TAB>document<TAB>label', "
+                                f"got {got!r}")
+            header = False
+            continue
         cols = line.split("\t")
         if len(cols) != 3:
             raise UserError(f"{where}: expected 3 tab-separated columns (id, document, label), "
@@ -84,6 +90,10 @@ def read_nsmc(path: str | Path, **_) -> Examples:
             out.skip("empty_document", where)
             continue
         out.items.append(Example({"id": rid, "document": doc, "label": int(label)}, where))
+    if header:
+        raise UserError(f"{path}:1: expected the NSMC header 'id<TAB>document<TAB>label', got "
+                        "an empty file")
+    _count_reader_skips(out, stats)
     return out
 
 
@@ -243,10 +253,14 @@ def read_jsonl(path: str | Path, json_keys: tuple[str, ...] = ("text",), strict:
                             stats=stats):
         fields = dict(rec.record) if rec.record else {json_keys[0]: rec.texts[0]}
         out.items.append(Example(fields, f"{rec.path}:{rec.line}"))
+    _count_reader_skips(out, stats)
+    return out
+
+
+def _count_reader_skips(out: Examples, stats) -> None:
     for reason, n in stats.skipped.items():
         out.skipped[reason] += n
         out.skip_examples[reason] = list(stats.examples.get(reason, []))[:EXAMPLES_PER_REASON]
-    return out
 
 
 READERS: dict[str, Callable[..., Examples]] = {

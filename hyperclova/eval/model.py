@@ -40,7 +40,9 @@ class EngineModel:
     def __init__(self, engine, seq_len: int, pad_to: int = 1):
         self.engine, self.seq_len = engine, seq_len
         self.dp_rank, self.dp_size = engine.dp_rank, engine.dp_size
-        self.pad_to = pad_to  # pipeline stages build a schedule per batch shape: fewer shapes
+        # Few distinct batch shapes: pipeline stages build a schedule per shape, and DTensor
+        # (tensor parallelism) works out its sharding afresh for every new shape.
+        self.pad_to = pad_to
 
     def forward_eval(self, tokens, reduce):
         return self.engine.forward_eval(tokens.to(self.engine.device), reduce)
@@ -92,16 +94,15 @@ def _plain(checkpoint: Optional[str], device: torch.device, rank: int, world: in
            adapter=None) -> Loaded:
     from hyperclova.generate import load_model
 
-    if adapter is not None:
-        from hyperclova.tune.adapters import load_tuned_model, resolve_base
-
-        base = resolve_base(adapter, checkpoint)
-        model, cfg, _ = load_tuned_model(adapter.path, base, device)
+    model, cfg = load_model(checkpoint, device, adapter)
+    if adapter is None:
         return Loaded(PlainModel(model, rank, world), cfg.model, cfg.data.tokenizer,
-                      {"dp": world, "tp": 1, "pp": 1}, rank, _step(str(adapter.path)), str(base))
-    model, cfg = load_model(checkpoint, device)
+                      {"dp": world, "tp": 1, "pp": 1}, rank, _step(checkpoint))
+    from hyperclova.tune.adapters import resolve_base
+
     return Loaded(PlainModel(model, rank, world), cfg.model, cfg.data.tokenizer,
-                  {"dp": world, "tp": 1, "pp": 1}, rank, _step(checkpoint))
+                  {"dp": world, "tp": 1, "pp": 1}, rank, _step(str(adapter.path)),
+                  str(resolve_base(adapter, checkpoint)))
 
 
 def _step(checkpoint: str) -> Optional[int]:
@@ -130,18 +131,16 @@ def _engine(checkpoint: Optional[str], device: torch.device, overrides: list[str
     else:
         path = resolve_load_path(str(checkpoint))
     probe = load_config(Path(path) / "config.yaml", overrides)
-    # The training batch settings do not apply to evaluation, but the layout check reads them
-    # (a pipeline needs >= pp micro-batches per step): give it ones that fit any layout.
+    # The checkpoint's training batch settings do not apply to evaluation (forward_eval runs each
+    # batch whole), but the engine's layout check and its training schedule read them, and the
+    # run's own may not divide this layout (trained with dp=8, evaluated with pp=2 on 2 ranks):
+    # give it ones that fit any layout.
     n_micro = probe.parallel.pp * probe.parallel.vpp
     dp = probe.parallel.dp_replicate * probe.parallel.dp_shard
     neutral = ["train.micro_batch_size=1", f"train.global_batch_size={n_micro * dp}",
                f"parallel.microbatches={n_micro}"]
     cfg = load_config(Path(path) / "config.yaml", neutral + overrides)
     engine = build_engine(cfg, device, transforms)
-    if not hasattr(engine, "forward_eval") or not hasattr(engine, "load_weights"):
-        raise UserError("tensor/pipeline-parallel evaluation needs the engine's forward_eval and "
-                        "load_weights (docs/eval.md); this build has neither: run with data "
-                        "parallelism only (no parallel.tp/pp)")
     engine.load_weights(str(path))
     if adapter is not None:
         from hyperclova.tune.adapters import load_adapter_weights
@@ -149,7 +148,7 @@ def _engine(checkpoint: Optional[str], device: torch.device, overrides: list[str
         load_adapter_weights(engine.model_parts, adapter)
         cfg.data.tokenizer = adapter.cfg.data.tokenizer or cfg.data.tokenizer
     p = cfg.parallel
-    model = EngineModel(engine, cfg.model.seq_len, 64 if p.pp > 1 else 1)
+    model = EngineModel(engine, cfg.model.seq_len, pad_to=64)
     step = _step(str(adapter.path) if adapter is not None else checkpoint)
     return Loaded(model, cfg.model, cfg.data.tokenizer,
                   {"dp": model.dp_size, "tp": p.tp, "pp": p.pp}, dist.get_rank(), step,

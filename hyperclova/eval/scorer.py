@@ -14,8 +14,9 @@ take every dp_size-th request of the sorted list and the results are gathered on
 
 Context and continuation are encoded *together*, as the model saw text in training, and split
 where the context's bytes end. When a token straddles that point (a morpheme or BPE merge that
-spans both sides), the split moves back to that token's start: the continuation scored is then
-whole tokens, never a token the model would not have produced. Those requests are counted.
+spans both sides), or, with a morpheme pre-splitter, the point falls inside a morpheme, the split
+moves back to the start of that token or morpheme: the continuation scored is then whole tokens
+of whole morphemes, never a piece the model would not have produced. Those requests are counted.
 """
 from __future__ import annotations
 
@@ -133,8 +134,9 @@ class Scorer:
         ids = self.tok.encode(context + continuation)
         ctx_bytes = len(self.tok.normalize(context).encode("utf-8"))
         ends = self._token_ends(ids, context + continuation)
+        cut = self._morpheme_start(context, continuation, ctx_bytes)
         split = 0
-        while split < len(ids) and ends[split] <= ctx_bytes:
+        while split < len(ids) and ends[split] <= cut:
             split += 1
         straddled = (ends[split - 1] if split else 0) != ctx_bytes
         if split == len(ids):  # an empty continuation: nothing to score
@@ -142,6 +144,22 @@ class Scorer:
         if split == 0:  # no whole context token: condition on the end-of-document token
             ids, split = [self.tok.eod_id] + ids, 1
         return Encoded(ids, split, straddled)
+
+    def _morpheme_start(self, context: str, continuation: str, at: int) -> int:
+        """Byte offset `at` (the end of the context), or, when it falls inside a morpheme (a
+        tokenizer with MeCab-ko pre-splitting), that morpheme's start: a token boundary inside a
+        morpheme is a split the pre-splitter would not make, so the whole morpheme is scored."""
+        if getattr(self.tok, "meta", {}).get("pretokenization") != "mecab-ko":
+            return at
+        if continuation[:1].isspace() and not context[-1:].isspace():
+            return at  # a segment is a morpheme with the whitespace before it: a boundary
+        pos = 0
+        for seg in self.tok.segments(context + continuation):
+            n = len(seg.encode("utf-8"))
+            if pos + n > at:
+                return pos
+            pos += n
+        return at
 
     def _token_ends(self, ids: list[int], text: str) -> list[int]:
         """Cumulative byte offset at the end of each token."""

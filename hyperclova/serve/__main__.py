@@ -156,7 +156,8 @@ def load_adapters(model, checkpoint: str, adapters: list, device: str, tok) -> l
     of the base each (their own engine); fully fine-tuned checkpoints are whole models."""
     import torch
 
-    from hyperclova.tune.adapters import adapter_tokenizer, load_tuned_model, prompt_table, resolve_base
+    from hyperclova.generate import load_model
+    from hyperclova.tune.adapters import adapter_tokenizer, prompt_table, resolve_base
     from hyperclova.tune.lora import merge_lora_
     from hyperclova.tune.ptuning import PromptTokenizer, add_stored_prompts, n_virtual, wrap_template
 
@@ -170,7 +171,7 @@ def load_adapters(model, checkpoint: str, adapters: list, device: str, tok) -> l
             tables.append(table)
             rows += table.size(0)
         else:
-            tuned, _, _ = load_tuned_model(ad.path, base, device)
+            tuned, _ = load_model(base, device, ad)
             if ad.method == "lora":
                 merge_lora_(tuned)
             out.append((name, ad.method, adapter_tokenizer(ad.cfg, tok), lambda t: t, tuned))

@@ -5,7 +5,8 @@
 Modules (docs/tune.md): `lora` and `ptuning` (the adapters, applied to the meta model through the
 engine's model-transform hook), `adapters` (freezing, tuned checkpoints, inference loading),
 `data` (task examples encoded as evaluation scores them), `trainer` (the run), `demo`.
+A tuned model for inference: `hyperclova.generate.load_model(base_or_None, adapter=DIR)`.
 """
-from hyperclova.tune.adapters import load_tuned_model, open_adapter
+from hyperclova.tune.adapters import open_adapter
 
-__all__ = ["load_tuned_model", "open_adapter"]
+__all__ = ["open_adapter"]

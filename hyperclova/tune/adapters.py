@@ -6,7 +6,8 @@ optimizer state) and LoRA or a P-tuning encoder is added. A tuned checkpoint sto
 trained (and its optimizer state), with `tune.base` and `tune.base_fingerprint` in its
 config.yaml naming the frozen base it belongs to; `open_adapter` + `resolve_base` refuse another
 base. For inference the adapter is applied the same way (`inference_transforms`): LoRA layers get
-their trained factors, P-tuning's encoder is run once and only its output table is kept.
+their trained factors, P-tuning's encoder is run once and only its output table is kept; the
+single-process model comes from the one loader, `hyperclova.generate.load_model(..., adapter=)`.
 """
 from __future__ import annotations
 
@@ -192,28 +193,6 @@ def load_adapter_weights(parts: list[nn.Module], adapter: Adapter) -> None:
     """The adapter's trained weights into model parts built with `inference_transforms`."""
     if adapter.method != "ptuning":
         load_model_keys(parts, adapter.path)
-
-
-def load_tuned_model(adapter_path: str | Path, checkpoint: Optional[str | Path] = None,
-                     device: str | torch.device = "cpu") -> tuple[GPT, Config, Adapter]:
-    """A plain single-process model: the base checkpoint with the adapter applied (inference)."""
-    from hyperclova.config import load_config as _load
-
-    adapter = open_adapter(adapter_path)
-    base = resolve_base(adapter, checkpoint)
-    cfg = _load(base / "config.yaml")
-    with torch.device("meta"):
-        model = GPT(cfg.model)
-    for fn in inference_transforms(adapter):
-        fn(model)
-    model.to_empty(device=device)
-    model.tie_weights()
-    model.init_weights(adapter.cfg.train.seed)
-    load_model_keys([model], base)
-    load_adapter_weights([model], adapter)
-    model.tie_weights()
-    cfg.data.tokenizer = adapter.cfg.data.tokenizer or cfg.data.tokenizer
-    return model.eval(), cfg, adapter
 
 
 def adapter_tokenizer(cfg: Optional[Config], tok):

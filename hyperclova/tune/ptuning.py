@@ -168,6 +168,17 @@ class PromptTokenizer:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [self.encode(t) for t in texts]
 
+    def segments(self, text: str) -> list[str]:
+        """Pre-tokenization segments: each marker is one, the text between them is split as
+        the wrapped tokenizer splits it."""
+        out: list[str] = []
+        for piece in self._split.split(text):
+            if len(piece) == 1 and 0 <= ord(piece) - MARKER_BASE < self._n:
+                out.append(piece)
+            elif piece:
+                out.extend(self._tok.segments(piece))
+        return out
+
     def id_to_bytes(self, token_id: int) -> bytes:
         if token_id >= self._vocab:
             return marker(token_id - self._vocab).encode("utf-8")

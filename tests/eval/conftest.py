@@ -7,6 +7,16 @@ import pytest
 from eval_helpers import make_checkpoint, make_tokenizer
 
 
+def pytest_collection_modifyitems(config, items):
+    """Pipeline-parallel evaluation runs only when asked for: `make test-slow` (-m slow)."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="pipeline-parallel evaluation; run with -m slow (make test-slow)")
+    for item in items:
+        if "slow" in item.keywords and "tests/eval" in str(item.path):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def tok_dir(tmp_path_factory) -> str:
     return make_tokenizer(tmp_path_factory.mktemp("eval_tok"))

@@ -1,6 +1,10 @@
-"""Run under torchrun: the evaluation command line for several tasks in one process group.
+"""Run under torchrun: the evaluation command line for several tasks, in several layouts one
+after the other in one process group (one launch: each costs seconds of imports).
 
-    torchrun --nproc_per_node 2 tests/eval/dp_worker.py OUT_DIR CHECKPOINT [overrides...]
+    torchrun --nproc_per_node 2 tests/eval/dp_worker.py OUT_DIR CHECKPOINT NAME[:override,...]...
+
+writes OUT_DIR/NAME/{nsmc.json, nsmc_pred.jsonl, korquad.json, korquad_pred.json} per layout
+(NAME alone: the overrides' defaults, data parallelism over every process).
 """
 import sys
 from pathlib import Path
@@ -20,4 +24,7 @@ def run(out, ckpt, overrides=()):
 
 
 if __name__ == "__main__":
-    run(sys.argv[1], sys.argv[2], sys.argv[3:])
+    out, ckpt = Path(sys.argv[1]), sys.argv[2]
+    for layout in sys.argv[3:]:
+        name, _, overrides = layout.partition(":")
+        run(out / name, ckpt, [o for o in overrides.split(",") if o])

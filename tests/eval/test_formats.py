@@ -32,11 +32,24 @@ def test_nsmc_malformed_names_file_and_line(tmp_path, content, message):
         read_examples("nsmc", f)
 
 
-def test_nsmc_invalid_utf8_names_the_line(tmp_path):
+def test_nsmc_reads_through_the_one_reader(tmp_path):
+    """Lines the shared reader cannot use are counted with their locations, as in every tool;
+    a compressed file reads the same."""
+    import gzip
+
     f = tmp_path / "r.txt"
-    f.write_bytes(b"id\tdocument\tlabel\n1\tok\t1\n2\t\xff\xfe\t0\n")
-    with pytest.raises(UserError, match=r"r.txt:3: invalid UTF-8"):
-        read_examples("nsmc", f)
+    data = b"\xef\xbb\xbfid\tdocument\tlabel\n1\tok\t1\n2\t\xff\xfe\t0\n\n3\tfine\t0\n"
+    f.write_bytes(data)
+    ex = read_examples("nsmc", f)
+    assert [e.fields["id"] for e in ex.items] == ["1", "3"]
+    assert ex.skipped == {"invalid_utf8": 1, "empty_text": 1}
+    assert ex.skip_examples["invalid_utf8"][0].startswith(f"{f}:3")
+    z = tmp_path / "r.txt.gz"
+    z.write_bytes(gzip.compress(data))
+    assert [e.fields for e in read_examples("nsmc", z).items] == [e.fields for e in ex.items]
+    (tmp_path / "empty.txt").write_bytes(b"")
+    with pytest.raises(UserError, match=r"empty.txt:1: expected the NSMC header"):
+        read_examples("nsmc", tmp_path / "empty.txt")
 
 
 def test_korquad_reads_every_question_with_its_paragraph():

@@ -20,10 +20,11 @@ def run_single(ckpt, out: Path) -> None:
     run(str(out), ckpt)
 
 
-def torchrun(nproc: int, out: Path, ckpt: str, *overrides: str) -> None:
-    out.mkdir()
+def torchrun(nproc: int, out: Path, ckpt: str, *layouts: str) -> None:
+    """Each layout "name[:override,...]" writes out/name (tests/eval/dp_worker.py)."""
+    out.mkdir(exist_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "--monitor-interval=0.2", str(HERE / "dp_worker.py"), str(out), ckpt, *overrides]
+           "--monitor-interval=0.2", str(HERE / "dp_worker.py"), str(out), ckpt, *layouts]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -53,20 +54,30 @@ def one(ckpt, tmp_path_factory) -> Path:
     return out
 
 
-def test_dp2_matches_one_process(ckpt, one, tmp_path):
-    torchrun(2, tmp_path / "dp2", ckpt)
-    dp = json.loads((tmp_path / "dp2" / "nsmc.json").read_text(encoding="utf-8"))
+@pytest.fixture(scope="module")
+def two(ckpt, tmp_path_factory) -> Path:
+    """dp2, then tp2 (the engine's forward_eval, forward only), in one torchrun launch."""
+    out = tmp_path_factory.mktemp("eval_two")
+    torchrun(2, out, ckpt, "dp2", "tp2:parallel.tp=2")
+    return out
+
+
+def test_dp2_matches_one_process(one, two):
+    dp = json.loads((two / "dp2" / "nsmc.json").read_text(encoding="utf-8"))
     assert dp["layout"] == {"dp": 2, "tp": 1, "pp": 1}
-    same_results(one, tmp_path / "dp2")
+    same_results(one, two / "dp2")
 
 
-@pytest.mark.parametrize("layout", ["parallel.tp=2", pytest.param("parallel.pp=2", marks=pytest.mark.slow)])
-def test_model_parallel_matches_one_process(ckpt, one, tmp_path, layout, request):
-    """The engine's forward_eval, forward only; pp2 runs with `make test-slow`."""
-    if "slow" in request.keywords and "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("pipeline-parallel evaluation runs with -m slow (make test-slow)")
-    torchrun(2, tmp_path / "mp", ckpt, layout)
-    res = json.loads((tmp_path / "mp" / "nsmc.json").read_text(encoding="utf-8"))
-    degree = layout.split(".")[1].split("=")[0]
-    assert res["layout"][degree] == 2 and res["layout"]["dp"] == 1
-    same_results(one, tmp_path / "mp")
+def test_tp2_matches_one_process(one, two):
+    res = json.loads((two / "tp2" / "nsmc.json").read_text(encoding="utf-8"))
+    assert res["layout"] == {"dp": 1, "tp": 2, "pp": 1}
+    same_results(one, two / "tp2")
+
+
+@pytest.mark.slow
+def test_pp2_matches_one_process(ckpt, one, tmp_path):
+    """Pipeline-parallel evaluation (make test-slow)."""
+    torchrun(2, tmp_path, ckpt, "pp2:parallel.pp=2")
+    res = json.loads((tmp_path / "pp2" / "nsmc.json").read_text(encoding="utf-8"))
+    assert res["layout"] == {"dp": 1, "tp": 1, "pp": 2}
+    same_results(one, tmp_path / "pp2")

@@ -38,6 +38,25 @@ def test_morpheme_boundary_split_is_clean(model, tok):
     assert not enc.straddled and tok.decode(enc.ids[enc.split:]) == "입니다"
 
 
+def test_split_inside_a_morpheme_moves_back_to_its_start(model, tok):
+    """A token boundary is not enough: " 영화" is one morpheme of several tokens (the bytes of
+    " 영", then 화) here, so a context ending after 영 would score 화 alone, a piece the
+    pre-splitter never makes."""
+    s = Scorer(PlainModel(model), tok)
+    context, continuation = "이 영", "화는 정말"
+    text = context + continuation
+    assert tok.segments(text)[:3] == ["이", " 영화", "는"]
+    ids = tok.encode(text)
+    ends = s._token_ends(ids, text)
+    assert len(context.encode()) in ends  # the plain token rule would split cleanly here
+    enc = s.encode_pair(context, continuation)
+    assert enc.straddled and enc.ids == ids
+    assert tok.decode(enc.ids[enc.split:]) == " 영화는 정말"
+    assert tok.decode(enc.ids[: enc.split]) == "이"
+    r = s.loglikelihood([(context, continuation)])[0]
+    assert r.straddled and r.logprob == pytest.approx(direct_logprob(model, enc.ids, enc.split), abs=1e-5)
+
+
 def test_loglikelihood_equals_direct_computation_and_is_batch_size_invariant(model, tok):
     pairs = [("문장: 정말 재미있는 영화\n감정:", " 긍정"), ("문장: 별로였다\n감정:", " 부정"),
              ("짧은", " 문장입니다 그리고 조금 더 긴 이어짐"), ("제목: 코스피 상승\n주제:", " 경제"),

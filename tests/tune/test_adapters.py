@@ -3,13 +3,14 @@ logits exactly as they were; merging LoRA gives the unmerged model's logits; P-t
 prompt table gives the live encoder's logits."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from hyperclova.config import load_config
+from hyperclova.generate import load_model
 from hyperclova.train.engine import build_engine
 from hyperclova.tune.adapters import (
     load_model_keys,
-    load_tuned_model,
     model_transforms,
     open_adapter,
     resolve_base,
@@ -40,9 +41,8 @@ def test_fresh_adapters_leave_the_base_logits_exactly():
 
 def test_merged_lora_gives_the_unmerged_logits(lora_run, tmp_path):
     from hyperclova.convert import merge_adapter
-    from hyperclova.generate import load_model
 
-    tuned, _, _ = load_tuned_model(lora_run[2])
+    tuned, _ = load_model(None, adapter=lora_run[2])
     assert max(m.lora_B.weight.abs().max().item() for m in tuned.modules()
                if isinstance(m, LoRALinear)) > 0  # tuning moved B off zero
     tokens = torch.randint(0, 640, (2, 24), generator=torch.Generator().manual_seed(1))
@@ -54,11 +54,20 @@ def test_merged_lora_gives_the_unmerged_logits(lora_run, tmp_path):
         merge_adapter(lora_run[2], tmp_path / "merged")  # offline, streamed: a plain checkpoint
         merged, _ = load_model(tmp_path / "merged")
         torch.testing.assert_close(merged(tokens), want, rtol=1e-5, atol=1e-5)
+    # ... and out to transformers through to-hf, like any checkpoint
+    from transformers import GPT2LMHeadModel
+
+    from hyperclova.convert import to_hf
+
+    to_hf(tmp_path / "merged", tmp_path / "hf")
+    with torch.no_grad():
+        hf = GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
+        torch.testing.assert_close(hf(tokens).logits, want, rtol=1e-4, atol=1e-4)
 
 
 def test_stored_prompt_table_gives_the_live_encoders_logits(ptuning_run):
     adapter = open_adapter(ptuning_run[2])
-    stored, _, _ = load_tuned_model(ptuning_run[2])  # the encoder run once, its output kept
+    stored, _ = load_model(None, adapter=ptuning_run[2])  # the encoder run once, its output kept
     assert stored.input_adapter.encoder is None and stored.input_adapter.stored.shape == (6, 64)
     cfg = load_config(None, [*BASE_MODEL, "train.device=cpu", "tune.method=ptuning"])
     live = build_engine(cfg, CPU, model_transforms(cfg, CPU))  # the encoder, as in tuning
@@ -69,3 +78,23 @@ def test_stored_prompt_table_gives_the_live_encoders_logits(ptuning_run):
     tokens[:, 12:15] = 643 + torch.arange(3)
     with torch.no_grad():
         torch.testing.assert_close(stored(tokens), _logits(live, tokens), rtol=1e-6, atol=1e-6)
+
+
+def test_adapter_conversions_refuse_a_non_empty_target(lora_run, ptuning_run, tmp_path, capsys):
+    """merge-adapter, export-peft and export-prompts write only into a new or empty directory
+    (like every conversion), and say so before any work; nothing in the directory changes."""
+    from hyperclova.cli.convert_checkpoint import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine", encoding="utf-8")
+    for cmd, run in (("merge-adapter", lora_run), ("export-peft", lora_run),
+                     ("export-prompts", ptuning_run)):
+        with pytest.raises(SystemExit) as e:
+            main([cmd, str(run[2]), str(out)])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert f"output directory {out} is not empty (keep.txt)" in err, (cmd, err)
+        assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    main(["export-prompts", str(ptuning_run[2]), str(tmp_path / "new")])  # a new one is fine
+    assert (tmp_path / "new" / "prompt_config.json").is_file()

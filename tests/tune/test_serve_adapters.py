@@ -32,14 +32,15 @@ def expected(path, prompt: str) -> str:
     """Greedy text of the adapter loaded in this process (None: the base)."""
     from hyperclova.generate import Sampling, generate, load_model
     from hyperclova.tokenizer import load_tokenizer
-    from hyperclova.tune.adapters import adapter_tokenizer, load_tuned_model, wrap_prompt
+    from hyperclova.tune.adapters import adapter_tokenizer, open_adapter, wrap_prompt
     from hyperclova.tune.lora import merge_lora_
 
     if path is None:
         model, cfg = load_model(expected.base)
         ids = load_tokenizer(cfg.data.tokenizer).encode(prompt)
     else:
-        model, cfg, ad = load_tuned_model(path)
+        ad = open_adapter(path)
+        model, cfg = load_model(None, adapter=ad)
         merge_lora_(model)  # as served (a no-op for P-tuning)
         ids = adapter_tokenizer(ad.cfg, load_tokenizer(cfg.data.tokenizer)).encode(wrap_prompt(ad.cfg, prompt))
     tok = load_tokenizer(cfg.data.tokenizer)

@@ -118,12 +118,24 @@ def test_train_samples_and_bad_lines_are_accounted(tmp_path, tok_dir):
         draw_samples(split, 50, seed=1)
 
 
+def test_train_samples_flag_tunes_on_n_examples(tmp_path, base, nsmc, capsys):
+    """`--train-samples N` (Table 4's data-size ablation) through the command line."""
+    from hyperclova.tune.__main__ import main
+
+    out = main(["--checkpoint", str(base), "--train-samples", "20",
+                *tune_overrides(tmp_path, nsmc[0], "tune.method=lora", "train.steps=1")])
+    assert "20 training examples" in capsys.readouterr().out and len(out["losses"]) == 1
+    step = resolve_load_path(tmp_path / "checkpoints")
+    assert load_config(step / "config.yaml").tune.train_samples == 20
+
+
 @pytest.mark.parametrize("override, key", [
     ("tune.lora.rank=0", "tune.lora.rank"),
     ("tune.lora.targets=[qkv,q_proj]", "tune.lora.targets"),
     ("tune.ptuning.template=[100,40]", "tune.ptuning.template"),
     ("tune.method=prefix", "tune.method"),
     ("model.d_model=128", "model.d_model"),
+    ("--train-samples=0", "tune.train_samples"),
 ])
 def test_bad_configs_stop_naming_the_key(override, key, base, capsys):
     from hyperclova.tune.__main__ import main
@@ -155,3 +167,7 @@ def test_channel_tasks_tune_the_channel_way(tmp_path, tok_dir, nsmc):
     assert ex.ids[:3] == [640, 641, 642] and ex.ids[ex.split - 3:ex.split] == [643, 644, 645]
     assert tok.decode(ex.ids[3:ex.split - 3]) == ("최고" if rec[2] == "1" else "별로")
     assert tok.decode(ex.ids[ex.split:]) == "\n" + rec[1]
+    # each virtual token is a pre-tokenization segment of its own (evaluation's split points)
+    segs = tok.segments(spec.doc_to_choice[1] + "\n이 영화")
+    assert "".join(segs) == spec.doc_to_choice[1] + "\n이 영화"
+    assert segs[:4] == ["\U00100000", "\U00100001", "\U00100002", "최고"]
