@@ -32,14 +32,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, w, labels, chunk, group, vocab_start, dtype):
         n, v_local = h.size(0), w.size(0)
-        grads = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        # A frozen head (LoRA, P-tuning) needs no weight gradient: skipping it saves a
+        # weight-sized fp32 buffer and one matmul per chunk.
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grads = need_h or need_w
         with torch.autocast(h.device.type, enabled=False):
             hc, wc = h.to(dtype), w.to(dtype)
             valid = labels != IGNORE
             count = valid.sum()
             total = torch.zeros((), dtype=torch.float32, device=h.device)
-            grad_h = torch.empty_like(h) if grads else None
-            grad_w = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if grads else None
+            grad_h = torch.empty_like(h) if need_h else None
+            grad_w = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if need_w else None
             for s in range(0, n, chunk):
                 e = (hc[s:s + chunk] @ wc.T).float()
                 m = e.amax(-1, keepdim=True)
@@ -62,19 +65,22 @@ class _LinearCrossEntropy(torch.autograd.Function):
                     e.scatter_add_(1, idx[:, None], -(inside * ok / count).to(e.dtype)[:, None])
                     pc = e.to(dtype)
                     del e
-                    grad_h[s:s + chunk] = pc @ wc
-                    grad_w += (pc.T @ hc[s:s + chunk]).float()
+                    if need_h:
+                        grad_h[s:s + chunk] = pc @ wc
+                    if need_w:
+                        grad_w += (pc.T @ hc[s:s + chunk]).float()
                     del pc  # before the next chunk's logits exist
                 else:
                     del e
         if grads:
-            ctx.save_for_backward(grad_h, grad_w.to(w.dtype))
+            ctx.save_for_backward(grad_h, None if grad_w is None else grad_w.to(w.dtype))
         return total / count
 
     @staticmethod
     def backward(ctx, grad):
         grad_h, grad_w = ctx.saved_tensors
-        return grad_h * grad.to(grad_h.dtype), grad_w * grad.to(grad_w.dtype), None, None, None, None, None
+        scale = [None if g is None else g * grad.to(g.dtype) for g in (grad_h, grad_w)]
+        return (*scale, None, None, None, None, None)
 
 
 def _local_targets(labels: torch.Tensor, vocab_start: int, v_local: int):

@@ -47,6 +47,22 @@ def test_equals_plain_cross_entropy(chunk):
         assert ours_err <= max(4 * plain_err, 1e-6), (ours_err, plain_err)
 
 
+def test_frozen_head_gets_no_gradient_and_no_weight_sized_buffer():
+    """LoRA and P-tuning freeze the output layer: d/dh is unchanged, W gets no gradient, and the
+    forward allocates no weight-sized fp32 gradient buffer."""
+    h, w, labels = operands(vocab=8000)
+    _, want_h, _ = grads(lambda *a: linear_cross_entropy(*a, chunk=50), h, w, labels)
+    w.requires_grad_(False)
+    h.grad = w.grad = None
+    with PeakLiveBytes() as frozen:
+        linear_cross_entropy(h, w, labels, chunk=50).backward()
+    assert w.grad is None and torch.equal(h.grad, want_h)
+    w.requires_grad_(True)
+    with PeakLiveBytes() as trained:
+        linear_cross_entropy(h, w, labels, chunk=50).backward()
+    assert trained.peak - frozen.peak >= w.numel() * 4
+
+
 def test_bf16_autocast_matches_autocast_linear():
     h, w, labels = operands(vocab=512)
     with torch.autocast("cpu", dtype=torch.bfloat16):
