@@ -30,6 +30,7 @@ from hyperclova.data.reader import (DEFAULT_BLOCK_BYTES, Range, ReadStats, bad_l
                                     count_lines, expand_inputs, read_blocks, text_bytes)
 from hyperclova.errors import UserError
 from hyperclova.paths import make_parent, refuse_overwrite
+from hyperclova.tokenizer.load import tokenizer_fingerprint
 
 
 @dataclass
@@ -95,8 +96,10 @@ def prepare_outputs(output_prefix: str, keys: Sequence[str], overwrite: bool) ->
     return outputs
 
 
-def open_writers(outputs: dict[str, str], settings: records.EncodeSettings, vocab_size: int) -> dict:
-    return {k: ShardWriter(p, np.dtype(settings.dtype).type, vocab_size=vocab_size) for k, p in outputs.items()}
+def open_writers(outputs: dict[str, str], settings: records.EncodeSettings, vocab_size: int,
+                 tokenizer_fingerprint: str) -> dict:
+    return {k: ShardWriter(p, np.dtype(settings.dtype).type, vocab_size=vocab_size,
+                           tokenizer_fingerprint=tokenizer_fingerprint) for k, p in outputs.items()}
 
 
 def encode_ranges(ranges: Sequence[Range], writers: dict, settings: records.EncodeSettings, workers: int,
@@ -166,7 +169,7 @@ def preprocess(
     bar = _progress_bar(sum(text_bytes(f) for f in files), progress)
     start = time.perf_counter()
     try:
-        writers = open_writers(outputs, settings, tokenizer.vocab_size)
+        writers = open_writers(outputs, settings, tokenizer.vocab_size, tokenizer_fingerprint(tokenizer_dir))
         encode_ranges(ranges, writers, settings, workers, stats, strict, block_bytes, bar)
         if stats.documents_written == 0:  # e.g. a wrong --json-keys; megatron cannot read an empty shard
             stats.seconds = time.perf_counter() - start
