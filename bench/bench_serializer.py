@@ -7,7 +7,9 @@ document first: the reference encoding), the main process feeds every document t
 `IndexedDatasetBuilder.add_document`. Ours streams ~1 MB blocks to the workers, which batch-encode
 with the tokenizer's bulk engine (tiktoken, verified id-identical at training time) and, for
 morpheme-bbpe, the morpheme cache (hyperclova/tokenizer/morpheme_cache.py). `ours_mecab` is ours
-with MeCab-ko on every document (the serializer before the cache). Same corpus, same tokenizer
+with MeCab-ko on every document (today's pipeline without the cache); `before` is the serializer of
+an older commit (`--before`, default f423764: before the one reader and the morpheme cache), run
+from a `git archive` of it. Same corpus, same tokenizer
 directory, same worker count; all outputs are checked byte-identical. Each run is a fresh
 subprocess whose whole process tree is sampled for peak memory (PSS, so pages shared after fork
 count once); its wall time from start to exit (imports included: what a user waits for) is
@@ -15,8 +17,8 @@ reported beside the timed section. Implementations alternate, round after round,
 hits all alike.
 
     python bench/bench_serializer.py --type bbpe --mb 40 --workers 2 --rounds 2
-    python bench/bench_serializer.py --type morpheme-bbpe --mb 100 --workers 2 --rounds 2 \
-        --impls baseline,ours_mecab,ours --no-scale-check     # the goal row
+    python bench/bench_serializer.py --type morpheme-bbpe --mb 100 --workers 2 --rounds 1 \
+        --impls baseline,before,ours --no-scale-check     # the goal row
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+OURS = ("ours", "ours_mecab", "before")  # preprocess() of this tree or of the --before tree
 
 
 # --- the Megatron-style baseline (runs in the child process) -------------------------------------
@@ -98,8 +101,8 @@ def child_main(args) -> None:
     import megatron.core.datasets.indexed_dataset  # noqa: F401  (one-off import, not timed)
 
     before = os.times()
-    if args.impl in ("ours", "ours_mecab"):
-        result = run_ours(args.corpus, args.prefix, args.tokenizer, args.workers, args.impl == "ours")
+    if args.impl in OURS:
+        result = run_ours(args.corpus, args.prefix, args.tokenizer, args.workers, args.impl != "ours_mecab")
     else:
         engine = "auto" if args.impl == "baseline_fast" else "hf"
         result = run_baseline(args.corpus, args.prefix, args.tokenizer, args.workers, engine)
@@ -136,10 +139,12 @@ def tree_pss_kb(root: int) -> int:
     return total
 
 
-def measure(impl: str, corpus: Path, prefix: Path, tokenizer: Path, workers: int) -> dict:
+def measure(impl: str, corpus: Path, prefix: Path, tokenizer: Path, workers: int,
+            before_tree: Path | None = None) -> dict:
     cmd = [sys.executable, __file__, "_child", "--impl", impl, "--corpus", str(corpus),
            "--prefix", str(prefix), "--tokenizer", str(tokenizer), "--workers", str(workers)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(before_tree if impl == "before" else REPO)  # which hyperclova the child imports
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
     peak = [0]
@@ -198,10 +203,15 @@ def driver(args) -> None:
     print(f"corpus {corpus} ({corpus.stat().st_size / 1e6:.1f} MB), tokenizer {tok} (vocab {vocab}), "
           f"workers {args.workers}, cores {os.cpu_count()}")
     impls = args.impls.split(",")
+    before_tree = None
+    if "before" in impls:
+        from before_after import checkout
+
+        before_tree = checkout(args.before, out / f"tree_{args.before}")
     rows: dict[str, list] = {impl: [] for impl in impls}
     for r in range(args.rounds):
         for impl in impls:
-            res = measure(impl, corpus, out / f"{impl}_r{r}", tok, args.workers)
+            res = measure(impl, corpus, out / f"{impl}_r{r}", tok, args.workers, before_tree)
             rows[impl].append(res)
             print(f"round {r} {impl:13s} {res['seconds']:6.2f} s  {res['docs_s']:9,.0f} docs/s  "
                   f"{res['mb_s']:5.2f} MB/s  {res['mb_per_cpu_s']:5.2f} MB/cpu-s  whole process "
@@ -210,7 +220,7 @@ def driver(args) -> None:
         ours_prefix = out / f"ours_r{r}_text_document"
         for impl in impls:
             if impl != "ours":
-                prefix = out / (f"{impl}_r{r}_text_document" if impl.startswith("ours") else f"{impl}_r{r}")
+                prefix = out / (f"{impl}_r{r}_text_document" if impl in OURS else f"{impl}_r{r}")
                 assert same_files(prefix, ours_prefix), f"{impl} and ours outputs differ"
     big = None
     if args.scale_check:
@@ -255,7 +265,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--impls", default="baseline,ours",
                    help="add baseline_fast: the Megatron pattern with our fast engine (engine vs "
-                        "pipeline); ours_mecab: ours with MeCab-ko on every document")
+                        "pipeline); ours_mecab: ours with MeCab-ko on every document; before: the "
+                        "serializer of the --before commit")
+    p.add_argument("--before", default="f423764", help="git revision the 'before' implementation runs")
     p.add_argument("--vocab", type=int, default=32000, help="vocabulary of the tokenizer trained for the run")
     p.add_argument("--type", default="bbpe", help="tokenizer type to train: bbpe, morpheme-bbpe, ...")
     p.add_argument("--tokenizer", help="use this tokenizer directory instead of training one")
