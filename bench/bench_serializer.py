@@ -19,6 +19,7 @@ hits all alike.
     python bench/bench_serializer.py --type bbpe --mb 40 --workers 2 --rounds 2
     python bench/bench_serializer.py --type morpheme-bbpe --mb 100 --workers 2 --rounds 1 \
         --impls baseline,before,ours --no-scale-check     # the goal row
+    python bench/bench_serializer.py --type morpheme-bbpe --mb 100 --breakdown 50 --no-scale-check
 """
 from __future__ import annotations
 
@@ -113,6 +114,86 @@ def child_main(args) -> None:
     print(json.dumps(result))
 
 
+# --- where a worker's time goes ---------------------------------------------------------------------
+
+
+def breakdown(corpus: Path, tokenizer: Path, mb: float) -> dict[str, dict[str, float]]:
+    """CPU seconds per component of a serializer worker encoding the first `mb` MB of `corpus` in
+    the serializer's blocks, one fresh process state per pipeline (cold start included): MeCab-ko on
+    every document (before the morpheme cache) and the morpheme cache (after)."""
+    import functools
+
+    from hyperclova.data import records
+    from hyperclova.data.reader import DEFAULT_BLOCK_BYTES, Range, expand_inputs, read_blocks
+    from hyperclova.tokenizer import load_tokenizer
+    from hyperclova.tokenizer import morpheme_cache as mc
+
+    spent: dict[str, float] = {}
+
+    def patch(owner, name, label, undo):
+        real = getattr(owner, name)
+
+        @functools.wraps(real)
+        def timed(*args, **kwargs):
+            start = time.process_time()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.process_time() - start
+        setattr(owner, name, timed)
+        undo.append((owner, name, real))
+
+    out = {}
+    for label, cache in (("before: MeCab-ko on every document", False), ("after: morpheme cache", True)):
+        tok = load_tokenizer(str(tokenizer), threads=1, segment_cache=cache)
+        encoder = records.BlockEncoder(tok, ("text",), True, "uint16")
+        undo: list = []
+        patch(records, "parse_block", "read: decode + JSON + checks", undo)
+        patch(records, "pack", "pack into token arrays", undo)
+        if cache:
+            for owner, name, what in ((mc, "_analyse_many", "eojeol analyses (MeCab lattice + DP)"),
+                                      (tok._cache, "_bounds", "bounds of rare eojeols"),
+                                      (tok._cache, "_solve", "context solves"),
+                                      (tok._cache, "_window_segments", "MeCab-ko windows"),
+                                      (tok._splitter, "_chunk_marked", "MeCab-ko whole chunks"),
+                                      (tok._cache, "encode_marked", "BPE of new segmentations")):
+                patch(owner, name, what, undo)
+        else:
+            patch(tok._splitter, "mark", "MeCab-ko", undo)
+            patch(tok._engine, "encode_batch", "BPE engine", undo)
+        spent.clear()
+        nbytes = 0
+        start = time.process_time()
+        try:
+            for block in read_blocks([Range(f) for f in expand_inputs([str(corpus)])], DEFAULT_BLOCK_BYTES):
+                encoder(block)
+                nbytes += len(block.data)
+                if nbytes >= mb * 1e6:
+                    break
+        finally:
+            for owner, name, real in reversed(undo):
+                setattr(owner, name, real)
+        row = dict(spent)
+        row["total"] = time.process_time() - start
+        row["lookups and glue" if cache else "Python glue"] = row["total"] - sum(spent.values())
+        row["MB"] = nbytes / 1e6
+        out[label] = row
+    return out
+
+
+def print_breakdown(rows: dict[str, dict[str, float]]) -> None:
+    labels = list(rows)
+    parts = [p for p in dict.fromkeys(k for r in rows.values() for k in r) if p not in ("total", "MB")]
+    print(f"\n| component (CPU s per MB) | {' | '.join(labels)} |")
+    print("|---|" + "---|" * len(labels))
+    for part in parts:
+        cells = [f"{r[part] / r['MB']:.3f} ({100 * r[part] / r['total']:.0f}%)" if part in r else "-"
+                 for r in rows.values()]
+        print(f"| {part} | {' | '.join(cells)} |")
+    totals = [f"{r['total'] / r['MB']:.3f} = {r['MB'] / r['total']:.2f} MB/cpu-s" for r in rows.values()]
+    print(f"| total | {' | '.join(totals)} |")
+
+
 # --- the driver -----------------------------------------------------------------------------------
 
 
@@ -197,6 +278,10 @@ def same_files(a: Path, b: Path) -> bool:
 def driver(args) -> None:
     out = Path(args.out)
     corpus, corpus4, tok = prepare(out, args.mb, args.vocab, args.type, args.tokenizer, args.scale_check)
+    if args.breakdown:
+        print(f"where one worker's time goes, first {args.breakdown:g} MB of {corpus} (one process, CPU time):")
+        print_breakdown(breakdown(corpus, tok, args.breakdown))
+        return
     from hyperclova.tokenizer import load_tokenizer
 
     vocab = load_tokenizer(str(tok)).vocab_size
@@ -274,6 +359,9 @@ def main() -> None:
     p.add_argument("--out", default="bench_out/serializer", help="corpus, tokenizer and shards go here")
     p.add_argument("--scale-check", action=argparse.BooleanOptionalAction, default=True,
                    help="also run ours on a 4x corpus to compare peak memory")
+    p.add_argument("--breakdown", type=float, default=0, metavar="MB",
+                   help="instead: where one worker's CPU time goes over the first MB of the corpus, "
+                        "MeCab-ko on every document vs the morpheme cache (morpheme-bbpe)")
     driver(p.parse_args())
 
 
