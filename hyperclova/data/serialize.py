@@ -14,6 +14,7 @@ the same encoding as resumable tasks on many machines and merges their shards in
 """
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import time
 from collections import deque
@@ -108,12 +109,25 @@ def encode_ranges(ranges: Sequence[Range], writers: dict, settings: records.Enco
     """Encode `ranges` into `writers` in input order: in this process (workers == 1) or streamed
     through `workers` worker processes. Line numbers in `stats` count from each range's start."""
     blocks = read_blocks(ranges, block_bytes)
-    if workers == 1:
+    fork = "fork" in mp.get_all_start_methods()
+    if workers == 1 or fork:
+        # The first block is encoded here. With fork, the workers then start from this process's
+        # tokenizer, its morpheme cache already warm (copy-on-write): the frequent eojeols are
+        # analysed once, not once per worker, and a one-block input starts no worker at all.
         encode = records.encoder_for(settings)
-        for block in blocks:
-            _consume(encode(block), ranges, writers, stats, strict, bar)
-        return
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        first = next(blocks, None)
+        if first is None:
+            return
+        _consume(encode(first), ranges, writers, stats, strict, bar)
+        if workers == 1:
+            for block in blocks:
+                _consume(encode(block), ranges, writers, stats, strict, bar)
+            return
+        following = next(blocks, None)
+        if following is None:
+            return
+        blocks = itertools.chain([following], blocks)
+    ctx = mp.get_context("fork" if fork else "spawn")
     # A process pool that reports a killed worker (e.g. by the OOM killer) as BrokenProcessPool
     # instead of waiting forever, as multiprocessing.Pool would.
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=records.init_worker, initargs=(settings,))
