@@ -7,8 +7,8 @@
 One pass on one machine: the reading process cuts the inputs into ~1 MB blocks of whole lines
 (`hyperclova.data.reader`) and streams them to `workers` processes, which parse, check and
 batch-encode whole blocks (`records.py`); results come back in input order as flat token arrays and
-are appended to the shards (the first block is encoded by the reading process itself, so forked
-workers inherit a warm tokenizer). At most a few blocks per worker are in flight, so memory does not grow
+are appended to the shards (the reading process encodes the first block itself, so forked workers
+inherit a warm tokenizer). At most a few blocks per worker are in flight, so memory does not grow
 with the input. Bad lines are skipped and counted by reason (or, with `strict`, stop the run at the
 first one); each shard appears under its final name only once complete. `serialize_tasks.py` runs
 the same encoding as resumable tasks on many machines and merges their shards into the same bytes.
