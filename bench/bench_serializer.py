@@ -226,6 +226,9 @@ def measure(impl: str, corpus: Path, prefix: Path, tokenizer: Path, workers: int
            "--prefix", str(prefix), "--tokenizer", str(tokenizer), "--workers", str(workers)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = str(before_tree if impl == "before" else REPO)  # which hyperclova the child imports
+    for old in prefix.parent.glob(prefix.name + "*"):  # an earlier run's shards (ours refuses to replace them)
+        if old.is_file():
+            old.unlink()
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
     peak = [0]
