@@ -316,7 +316,6 @@ def driver(args) -> None:
         print(f"4x input ours {big['seconds']:6.2f} s  {big['docs_s']:9,.0f} docs/s  {big['mb_s']:5.2f} MB/s  "
               f"{big['mb_per_cpu_s']:5.2f} MB/cpu-s  peak PSS {big['peak_pss_mb']:6.0f} MB")
     med = {k: statistics.median(x["mb_s"] for x in v) for k, v in rows.items()}
-    ratios = [o["mb_s"] / b["mb_s"] for b, o in zip(rows["baseline"], rows["ours"])]
     print(f"\n{' and '.join(impls)} outputs byte-identical in every round")
     for other in [i for i in impls if i != "ours"]:
         for key, label in (("mb_s", "MB/s"), ("mb_per_cpu_s", "MB per CPU-second"),
@@ -329,11 +328,13 @@ def driver(args) -> None:
         print(f"MB per CPU-second, ours / baseline with our fast engine: {', '.join(f'{x:.2f}x' for x in fast)}; "
               f"median {statistics.median(fast):.2f}x; wall MB/s median baseline_fast "
               f"{statistics.median(x['mb_s'] for x in rows['baseline_fast']):.2f}")
-    print(f"median MB/s: baseline {med['baseline']:.2f}, ours {med['ours']:.2f}; "
-          f"speedup per round {', '.join(f'{x:.2f}x' for x in ratios)}; median {statistics.median(ratios):.2f}x")
-    cpu = [o["mb_per_cpu_s"] / b["mb_per_cpu_s"] for b, o in zip(rows["baseline"], rows["ours"])]
-    print(f"MB per CPU-second (all processes), ours / baseline per round: {', '.join(f'{x:.2f}x' for x in cpu)}; "
-          f"median {statistics.median(cpu):.2f}x")
+    if "baseline" in rows:
+        ratios = [o["mb_s"] / b["mb_s"] for b, o in zip(rows["baseline"], rows["ours"])]
+        print(f"median MB/s: baseline {med['baseline']:.2f}, ours {med['ours']:.2f}; "
+              f"speedup per round {', '.join(f'{x:.2f}x' for x in ratios)}; median {statistics.median(ratios):.2f}x")
+        cpu = [o["mb_per_cpu_s"] / b["mb_per_cpu_s"] for b, o in zip(rows["baseline"], rows["ours"])]
+        print(f"MB per CPU-second (all processes), ours / baseline per round: "
+              f"{', '.join(f'{x:.2f}x' for x in cpu)}; median {statistics.median(cpu):.2f}x")
     mem1 = statistics.median(x["peak_pss_mb"] for x in rows["ours"])
     print(f"ours peak PSS: {mem1:.0f} MB at 1x ({corpus.stat().st_size / 1e6:.0f} MB input)"
           + (f", {big['peak_pss_mb']:.0f} MB at 4x ({corpus4.stat().st_size / 1e6:.0f} MB input)" if big else ""))
