@@ -19,7 +19,7 @@ hits all alike.
     python bench/bench_serializer.py --type bbpe --mb 40 --workers 2 --rounds 2
     python bench/bench_serializer.py --type morpheme-bbpe --mb 100 --workers 2 --rounds 1 \
         --impls baseline,before,ours --no-scale-check     # the goal row
-    python bench/bench_serializer.py --type morpheme-bbpe --mb 100 --breakdown 50 --no-scale-check
+    python bench/bench_serializer.py --type morpheme-bbpe --mb 100 --breakdown 30 --no-scale-check
 """
 from __future__ import annotations
 

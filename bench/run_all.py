@@ -23,7 +23,7 @@ BENCHES = {
                             "--workers", "2", "--rounds", "2", "--impls", "baseline,before,ours",
                             "--no-scale-check"],
     "serializer-morpheme-breakdown": ["bench/bench_serializer.py", "--type", "morpheme-bbpe", "--mb", "100",
-                                      "--no-scale-check", "--breakdown", "50"],
+                                      "--no-scale-check", "--breakdown", "30"],
     "tokenizer": ["bench/bench_tokenizer.py", "--docs", "20000", "--eval-docs", "3000", "--vocab-size",
                   "4096", "--sizes", "2000000", "8000000", "--rounds", "5"],
     "tokenizer-rerun": ["bench/bench_tokenizer.py", "--docs", "20000", "--eval-docs", "1000",
