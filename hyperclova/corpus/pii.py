@@ -11,7 +11,7 @@ number, and a context word before the number where the bare format is ambiguous 
 account, 여권 before a passport, 운전면허 before a licence, 건강보험 before an insurance number,
 차량/번호판 before a plate, 전화/연락처 before a landline written without separators). A label
 that names a non-personal number (주문번호, 송장, 모델, SKU, ...) directly before it vetoes the
-number-like rules. What stays untouched is listed in tests/corpus/pii_lookalikes.txt.
+number-like rules. What stays untouched is listed in tests/corpus/data/pii_lookalikes.txt.
 
 Resident registration numbers (RRN, 주민등록번호) and foreigners' registration numbers
 (외국인등록번호) share one format: YYMMDD, then a digit for sex and century (1-4 Korean, 5-8

@@ -125,8 +125,9 @@ def _token_ids(tokenizer_dir: Optional[str]) -> TokenIds:
 
 def check_blend(cfg: DataConfig, model_vocab_size: Optional[int] = None
                 ) -> tuple[list[ShardInfo], Optional[list[float]], TokenIds]:
-    """Check every shard of `cfg.blend` against `cfg.tokenizer`, and the tokenizer against the
-    model's vocabulary when given; UserError names the bad file."""
+    """Check every shard of `cfg.blend` against `cfg.tokenizer` (dtype, ids, and the tokenizer
+    fingerprint its sidecar records), and the tokenizer against the model's vocabulary when given;
+    UserError names the bad file."""
     prefixes, weights = parse_blend(cfg.blend)
     split = parse_split(cfg.split)
     ids = _token_ids(cfg.tokenizer)
@@ -134,7 +135,12 @@ def check_blend(cfg: DataConfig, model_vocab_size: Optional[int] = None
         raise UserError(f"tokenizer {cfg.tokenizer} has {ids.vocab_size} tokens but "
                         f"model.vocab_size={model_vocab_size}; set model.vocab_size to at least "
                         f"{ids.vocab_size} (a multiple of 128 keeps the output matmul fast)")
-    infos = [check_shard(p, ids.vocab_size) for p in prefixes]
+    made_by = None
+    if cfg.tokenizer is not None:
+        from hyperclova.tokenizer.load import tokenizer_fingerprint
+
+        made_by = (cfg.tokenizer, tokenizer_fingerprint(cfg.tokenizer))
+    infos = [check_shard(p, ids.vocab_size, made_by) for p in prefixes]
     for info in infos:
         if model_vocab_size is not None and info.max_token_id >= model_vocab_size:
             # (the embedding would fail with an IndexError mid-step; data.tokenizer is not always set)

@@ -5,9 +5,10 @@ read back with its `IndexedDataset`; this module adds what a long preprocessing 
 them: a shard only appears under its final name once complete, and a shard handed to training is
 checked (files, header, sizes, dtype, token ids) with an error that names the file.
 
-Next to each shard we write `{prefix}.meta.json` (token count, largest token id, tokenizer vocab),
-so training can check the vocabulary without scanning the `.bin`; shards from elsewhere without
-one are scanned instead.
+Next to each shard we write `{prefix}.meta.json` (token count, largest token id, tokenizer vocab and
+fingerprint), so training can check the vocabulary without scanning the `.bin`, and can tell a
+shard made with another tokenizer of the same size; shards from elsewhere without one are scanned
+instead.
 """
 from __future__ import annotations
 
@@ -60,6 +61,7 @@ class ShardMeta:
     dtype: str
     bin_bytes: int  # lets a reader notice a .bin replaced behind the sidecar's back
     idx_bytes: int
+    tokenizer_fingerprint: Optional[str] = None  # tokenizer.load.tokenizer_fingerprint of the encoder
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -76,8 +78,10 @@ class ShardWriter:
     bytes per document.
     """
 
-    def __init__(self, prefix: str, dtype: type[np.number], vocab_size: Optional[int] = None):
+    def __init__(self, prefix: str, dtype: type[np.number], vocab_size: Optional[int] = None,
+                 tokenizer_fingerprint: Optional[str] = None):
         self.prefix = prefix
+        self.tokenizer_fingerprint = tokenizer_fingerprint
         self.dtype = np.dtype(dtype)
         if self.dtype.type not in _CODE_OF_DTYPE:
             raise ValueError(f"shard dtype must be uint16 or int32, got {self.dtype.name}")
@@ -140,6 +144,7 @@ class ShardWriter:
             dtype=self.dtype.name,
             bin_bytes=os.path.getsize(self._tmp + ".bin"),
             idx_bytes=os.path.getsize(self._tmp + ".idx"),
+            tokenizer_fingerprint=self.tokenizer_fingerprint,
         )
         with open(self._tmp + ".meta.json", "w", encoding="utf-8") as f:
             json.dump(asdict(meta), f, indent=1)
@@ -200,6 +205,7 @@ class ShardInfo:
     documents: int
     tokens: int
     max_token_id: int  # -1 for an empty shard
+    tokenizer_fingerprint: Optional[str] = None  # from the sidecar; None when unknown
 
 
 def strip_shard_suffix(path: str) -> str:
@@ -224,15 +230,24 @@ def read_header(prefix: str) -> tuple[type[np.number], int, int]:
     return _DTYPE_CODES[code], n_seq, n_doc
 
 
-def _max_token_id(prefix: str, dtype: type[np.number], bin_bytes: int, idx_bytes: int) -> int:
-    """From the sidecar when it describes these very files, else by scanning the .bin."""
+def _sidecar(prefix: str, bin_bytes: int, idx_bytes: int) -> Optional[dict]:
+    """The shard's .meta.json when it describes these very files, else None."""
     try:
         with open(meta_path(prefix), encoding="utf-8") as f:
             meta = json.load(f)
         if meta.get("bin_bytes") == bin_bytes and meta.get("idx_bytes") == idx_bytes:
-            return int(meta["max_token_id"])
-    except (OSError, ValueError, KeyError, TypeError):
+            int(meta["max_token_id"])
+            return meta
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
+    return None
+
+
+def _max_token_id(prefix: str, dtype: type[np.number], bin_bytes: int, idx_bytes: int,
+                  sidecar: Optional[dict]) -> int:
+    """From the sidecar when there is one, else by scanning the .bin."""
+    if sidecar is not None:
+        return int(sidecar["max_token_id"])
     log.info("%s.bin has no matching .meta.json: scanning it for its largest token id", prefix)
     tokens = np.memmap(prefix + ".bin", dtype=dtype, mode="r") if bin_bytes else np.empty(0, dtype)
     best = -1
@@ -242,8 +257,14 @@ def _max_token_id(prefix: str, dtype: type[np.number], bin_bytes: int, idx_bytes
     return best
 
 
-def check_shard(prefix: str, vocab_size: Optional[int] = None) -> ShardInfo:
-    """Check that a shard is whole and fits a tokenizer of `vocab_size`; UserError names the file."""
+def check_shard(prefix: str, vocab_size: Optional[int] = None,
+                tokenizer: Optional[tuple[str, str]] = None) -> ShardInfo:
+    """Check that a shard is whole and fits a tokenizer of `vocab_size`; UserError names the file.
+
+    tokenizer: (directory, fingerprint) of the tokenizer training will use; a shard whose sidecar
+    records another fingerprint was encoded by another tokenizer (even one of the same size, e.g.
+    retrained with `train_tokenizer --overwrite`) and is refused.
+    """
     prefix = str(prefix)
     for path in (prefix + ".idx", prefix + ".bin"):
         if not os.path.isfile(path):
@@ -265,8 +286,17 @@ def check_shard(prefix: str, vocab_size: Optional[int] = None) -> ShardInfo:
         )
     if tokens == 0:
         raise UserError(f"{prefix}.bin holds no tokens (megatron-core cannot read an empty shard)")
-    max_id = _max_token_id(prefix, dtype, bin_bytes, idx_bytes)
-    info = ShardInfo(prefix, dtype, n_seq, n_doc - 1, tokens, max_id)
+    sidecar = _sidecar(prefix, bin_bytes, idx_bytes)
+    max_id = _max_token_id(prefix, dtype, bin_bytes, idx_bytes, sidecar)
+    made_with = sidecar.get("tokenizer_fingerprint") if sidecar else None
+    info = ShardInfo(prefix, dtype, n_seq, n_doc - 1, tokens, max_id, made_with)
+    if tokenizer is not None and made_with is not None and made_with != tokenizer[1]:
+        raise UserError(
+            f"{prefix}.bin was made with a tokenizer of fingerprint {made_with}, but the tokenizer "
+            f"{tokenizer[0]} has fingerprint {tokenizer[1]} (replaced or retrained since?): re-run "
+            f"tools/preprocess_data.py with it, or point data.tokenizer at the tokenizer the shard was "
+            f"made with"
+        )
     if vocab_size is not None:
         want = dtype_for_vocab(vocab_size)
         if dtype is not want:
@@ -325,8 +355,13 @@ def merge_shards(inputs: Sequence[str], output_prefix: str) -> ShardMeta:
     if len(dtypes) > 1:
         listing = ", ".join(f"{i.prefix} ({np.dtype(i.dtype).name})" for i in infos)
         raise UserError(f"cannot merge shards of different token dtypes: {listing}")
+    made_with = {i.tokenizer_fingerprint for i in infos} - {None}
+    if len(made_with) > 1:
+        listing = ", ".join(f"{i.prefix} ({i.tokenizer_fingerprint})" for i in infos if i.tokenizer_fingerprint)
+        raise UserError(f"cannot merge shards made with different tokenizers (fingerprints): {listing}")
     vocab = _common_vocab(inputs)
-    writer = ShardWriter(str(output_prefix), infos[0].dtype, vocab_size=vocab)
+    common = made_with.pop() if made_with and all(i.tokenizer_fingerprint for i in infos) else None
+    writer = ShardWriter(str(output_prefix), infos[0].dtype, vocab_size=vocab, tokenizer_fingerprint=common)
     try:
         for info in infos:
             writer.add_shard(info)

@@ -7,13 +7,15 @@
 One pass on one machine: the reading process cuts the inputs into ~1 MB blocks of whole lines
 (`hyperclova.data.reader`) and streams them to `workers` processes, which parse, check and
 batch-encode whole blocks (`records.py`); results come back in input order as flat token arrays and
-are appended to the shards. At most a few blocks per worker are in flight, so memory does not grow
+are appended to the shards (the reading process encodes the first block itself, so forked workers
+inherit a warm tokenizer). At most a few blocks per worker are in flight, so memory does not grow
 with the input. Bad lines are skipped and counted by reason (or, with `strict`, stop the run at the
 first one); each shard appears under its final name only once complete. `serialize_tasks.py` runs
 the same encoding as resumable tasks on many machines and merges their shards into the same bytes.
 """
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import time
 from collections import deque
@@ -30,6 +32,7 @@ from hyperclova.data.reader import (DEFAULT_BLOCK_BYTES, Range, ReadStats, bad_l
                                     count_lines, expand_inputs, read_blocks, text_bytes)
 from hyperclova.errors import UserError
 from hyperclova.paths import make_parent, refuse_overwrite
+from hyperclova.tokenizer.load import tokenizer_fingerprint
 
 
 @dataclass
@@ -95,8 +98,10 @@ def prepare_outputs(output_prefix: str, keys: Sequence[str], overwrite: bool) ->
     return outputs
 
 
-def open_writers(outputs: dict[str, str], settings: records.EncodeSettings, vocab_size: int) -> dict:
-    return {k: ShardWriter(p, np.dtype(settings.dtype).type, vocab_size=vocab_size) for k, p in outputs.items()}
+def open_writers(outputs: dict[str, str], settings: records.EncodeSettings, vocab_size: int,
+                 tokenizer_fingerprint: str) -> dict:
+    return {k: ShardWriter(p, np.dtype(settings.dtype).type, vocab_size=vocab_size,
+                           tokenizer_fingerprint=tokenizer_fingerprint) for k, p in outputs.items()}
 
 
 def encode_ranges(ranges: Sequence[Range], writers: dict, settings: records.EncodeSettings, workers: int,
@@ -105,12 +110,25 @@ def encode_ranges(ranges: Sequence[Range], writers: dict, settings: records.Enco
     """Encode `ranges` into `writers` in input order: in this process (workers == 1) or streamed
     through `workers` worker processes. Line numbers in `stats` count from each range's start."""
     blocks = read_blocks(ranges, block_bytes)
-    if workers == 1:
+    fork = "fork" in mp.get_all_start_methods()
+    if workers == 1 or fork:
+        # The first block is encoded here. With fork, the workers then start from this process's
+        # tokenizer, its morpheme cache already warm (copy-on-write): the frequent eojeols are
+        # analysed once, not once per worker, and a one-block input starts no worker at all.
         encode = records.encoder_for(settings)
-        for block in blocks:
-            _consume(encode(block), ranges, writers, stats, strict, bar)
-        return
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        first = next(blocks, None)
+        if first is None:
+            return
+        _consume(encode(first), ranges, writers, stats, strict, bar)
+        if workers == 1:
+            for block in blocks:
+                _consume(encode(block), ranges, writers, stats, strict, bar)
+            return
+        following = next(blocks, None)
+        if following is None:
+            return
+        blocks = itertools.chain([following], blocks)
+    ctx = mp.get_context("fork" if fork else "spawn")
     # A process pool that reports a killed worker (e.g. by the OOM killer) as BrokenProcessPool
     # instead of waiting forever, as multiprocessing.Pool would.
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=records.init_worker, initargs=(settings,))
@@ -166,7 +184,7 @@ def preprocess(
     bar = _progress_bar(sum(text_bytes(f) for f in files), progress)
     start = time.perf_counter()
     try:
-        writers = open_writers(outputs, settings, tokenizer.vocab_size)
+        writers = open_writers(outputs, settings, tokenizer.vocab_size, tokenizer_fingerprint(tokenizer_dir))
         encode_ranges(ranges, writers, settings, workers, stats, strict, block_bytes, bar)
         if stats.documents_written == 0:  # e.g. a wrong --json-keys; megatron cannot read an empty shard
             stats.seconds = time.perf_counter() - start

@@ -17,7 +17,6 @@ WORK is `{output_prefix}.tasks/` unless `work_dir` says otherwise; every machine
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -35,6 +34,7 @@ from hyperclova.data.records import EncodeSettings
 from hyperclova.data.serialize import PreprocessStats, encode_ranges, load_settings, open_writers, prepare_outputs
 from hyperclova.errors import UserError
 from hyperclova.paths import make_dir
+from hyperclova.tokenizer.load import tokenizer_fingerprint
 
 STAGES = ("plan", "encode", "merge")
 DEFAULT_TASK_BYTES = 256 * 2**20
@@ -46,15 +46,6 @@ def work_dir_for(output_prefix: str, work_dir: Optional[str] = None) -> Path:
 
 def _task_name(i: int) -> str:
     return f"{i:05d}"
-
-
-def tokenizer_fingerprint(tokenizer_dir: str) -> str:
-    """Content hash of a tokenizer directory's files: tasks must all encode with the same one."""
-    h = hashlib.sha256()
-    for p in sorted(Path(tokenizer_dir).iterdir()):
-        if p.is_file():
-            h.update(p.name.encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def make_plan(inputs: Sequence[str], input_format: str, output_prefix: str, tokenizer_dir: str,
@@ -125,7 +116,7 @@ def encode_task(work: str, strict: bool, block_bytes: int, task_id: int) -> None
     settings = EncodeSettings(**{**plan["key"]["settings"], "json_keys": tuple(plan["key"]["settings"]["json_keys"])})
     outputs = {k: str(work_path / shard_prefix(name, k)) for k in settings.json_keys}
     stats = PreprocessStats(outputs=outputs, dtype=settings.dtype)
-    writers = open_writers(outputs, settings, plan["vocab_size"])
+    writers = open_writers(outputs, settings, plan["vocab_size"], plan["key"]["tokenizer"])
     t0 = time.perf_counter()
     try:
         encode_ranges([r], writers, settings, 1, stats, strict, block_bytes)

@@ -7,6 +7,7 @@ inside `Tokenizer`, so a caller that only knows the directory gets the right pre
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import unicodedata
@@ -273,6 +274,19 @@ def load_tokenizer(directory: str | os.PathLike, engine: str = "auto",
         return Tokenizer(meta, hf, spm_model, engine, threads, segment_cache)
     except RuntimeError as e:
         raise UserError(f"{d}: could not build the tokenizer ({e})") from e
+
+
+def tokenizer_fingerprint(directory: str | os.PathLike) -> str:
+    """Content hash of the files that decide a tokenizer's ids (its model file and
+    `hyperclova_tokenizer.json`), not of anything else in the directory (an export directory also
+    holds weights). Recorded in every shard's sidecar; training compares it (data/indexed.py)."""
+    d = Path(directory)
+    h = hashlib.sha256()
+    for name in (META_FILE, HF_FILE, SPM_FILE):
+        path = d / name
+        if path.is_file():
+            h.update(name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _check_meta(meta: Any, path: Path) -> None:

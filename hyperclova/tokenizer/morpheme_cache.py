@@ -85,7 +85,7 @@ class CacheStats:
     windows: int = 0
     reference_chunks: int = 0  # chunks sent to MeCab whole
     analysed: int = 0  # distinct eojeols analysed
-    unanalysable: int = 0  # distinct eojeols whose analysis was refused (see _analyse)
+    unanalysable: int = 0  # distinct eojeols whose analysis was refused (see _analyse_many)
     resets: int = 0  # times the cache was emptied because it was full
 
     def as_dict(self) -> dict:
@@ -255,8 +255,8 @@ def _min_runs(cost: np.ndarray, lo: np.ndarray, hi: np.ndarray, starts: np.ndarr
             np.maximum.reduceat(np.where(at_min, hi, _NO_BITS), starts))
 
 
-def _relax(sel, g_word, b_start, b_count, e_start, e_count, by_end, rows_of, row_lid, row_start,
-           n_of, node_start, state_start, lid, rid, cost, bits, best, mask, matrix) -> None:
+def _relax(sel, g_word, b_start, b_count, e_start, e_count, by_end, rows_of, n_of, node_start,
+           state_start, lid, rid, cost, bits, best, mask, matrix) -> None:
     """One level of the dynamic programme: for every group `sel` (an eojeol and a position), every
     row, and every morpheme starting there, the cheapest path from the row's first morphemes,
     over the morphemes ending there. Done in three steps so the arrays stay small: the ending
@@ -408,8 +408,7 @@ def _analyse_many(eojeols: list, parse_all: Callable[[str], str],
         if len(sel) == 0:
             continue
         _relax(sel, g_word, b_first[bi], b_count[bi], e_first[ei], e_count[ei], by_end, rows_of,
-               row_lid, row_start, n_of, node_start, state_start, lid, rid, cost, bits, best, mask,
-               matrix)
+               n_of, node_start, state_start, lid, rid, cost, bits, best, mask, matrix)
     # Group each eojeol's last morphemes by right id (cheapest, segmentation ties), all at once:
     # entries (eojeol, row, last morpheme) ordered so that each (eojeol, row, right id) is a run.
     last = np.flatnonzero(end == n_bytes[word])

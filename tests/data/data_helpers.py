@@ -7,9 +7,9 @@ from hyperclova.data.indexed import ShardWriter
 
 
 def write_shard(prefix: str, docs: list[np.ndarray], dtype=np.uint16, vocab_size: int | None = None,
-                chunk: int = 7) -> str:
+                chunk: int = 7, tokenizer_fingerprint: str | None = None) -> str:
     """Write `docs` as a shard in batches of `chunk` documents; returns the prefix."""
-    writer = ShardWriter(prefix, dtype, vocab_size=vocab_size)
+    writer = ShardWriter(prefix, dtype, vocab_size=vocab_size, tokenizer_fingerprint=tokenizer_fingerprint)
     for i in range(0, len(docs), chunk):
         part = docs[i : i + chunk]
         lengths = np.array([len(d) for d in part], dtype=np.int32)

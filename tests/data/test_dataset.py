@@ -143,6 +143,36 @@ def test_preprocessed_corpus_trains(process_group, corpus_and_tokenizer, tmp_pat
     assert int(batch["tokens"].max()) < 600 and valid is not None
 
 
+def test_shards_of_a_replaced_tokenizer_are_refused(process_group, corpus_and_tokenizer, tmp_path):
+    """A tokenizer retrained in place (train_tokenizer --overwrite) keeps its vocabulary size, so
+    the old shards pass the id checks; the fingerprint in their sidecar tells them apart."""
+    import json
+    import shutil
+
+    from hyperclova.data.serialize import preprocess
+    from hyperclova.tokenizer import load_tokenizer, train_tokenizer
+    from hyperclova.tokenizer.load import tokenizer_fingerprint
+
+    corpus, shared_tok = corpus_and_tokenizer
+    tok_dir = str(tmp_path / "tok")
+    shutil.copytree(shared_tok, tok_dir)
+    old = tokenizer_fingerprint(tok_dir)
+    preprocess([corpus], str(tmp_path / "c"), tok_dir, workers=1, progress=False)
+    shard = str(tmp_path / "c_text_document")
+    assert json.loads(open(shard + ".meta.json").read())["tokenizer_fingerprint"] == old
+    cfg = DataConfig(blend=[shard], split="1", tokenizer=tok_dir)
+    build_datasets(cfg, SEQ, 1, 10, 0)  # the tokenizer it was made with: fine
+
+    train_tokenizer([corpus], tok_dir, type="bbpe", vocab_size=600, show_progress=False, overwrite=True)
+    new = tokenizer_fingerprint(tok_dir)
+    assert new != old and load_tokenizer(tok_dir).vocab_size == 600  # same size: ids still "fit"
+    with pytest.raises(UserError, match=rf"c_text_document\.bin was made with a tokenizer of fingerprint "
+                                        rf"{old}, but the tokenizer .*tok has fingerprint {new}"):
+        build_datasets(cfg, SEQ, 1, 10, 0)
+    os.unlink(shard + ".meta.json")  # a shard from elsewhere records nothing: ids checked only
+    build_datasets(cfg, SEQ, 1, 10, 0)
+
+
 class _PlantsMarker:
     """Unpickling this creates `path`: the proof that a cache file ran code."""
 

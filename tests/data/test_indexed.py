@@ -131,6 +131,19 @@ def test_merge_refuses_mixed_dtypes(tmp_path):
     assert not os.path.exists(str(tmp_path / "m.idx"))
 
 
+def test_merge_keeps_one_tokenizer_fingerprint_and_refuses_two(tmp_path):
+    docs = random_docs(3, 0, 50, seed=1)
+    pa = write_shard(str(tmp_path / "a"), docs, tokenizer_fingerprint="aaaa")
+    pb = write_shard(str(tmp_path / "b"), docs, tokenizer_fingerprint="aaaa")
+    assert merge_shards([pa, pb], str(tmp_path / "m")).tokenizer_fingerprint == "aaaa"
+    assert check_shard(str(tmp_path / "m")).tokenizer_fingerprint == "aaaa"
+    pc = write_shard(str(tmp_path / "c"), docs)  # unknown: the merge cannot vouch for one
+    assert merge_shards([pa, pc], str(tmp_path / "m2")).tokenizer_fingerprint is None
+    pd = write_shard(str(tmp_path / "d"), docs, tokenizer_fingerprint="dddd")
+    with pytest.raises(UserError, match=r"different tokenizers \(fingerprints\): .*a \(aaaa\), .*d \(dddd\)"):
+        merge_shards([pa, pd], str(tmp_path / "m3"))
+
+
 def test_merge_cli(tmp_path, capsys):
     """--output-prefix and input prefixes mean {prefix}_{key}_document, as for preprocess_data."""
     from tools.merge_datasets import main

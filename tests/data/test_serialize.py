@@ -33,7 +33,9 @@ def read_shard(prefix: str) -> list[list[int]]:
 @pytest.mark.parametrize("workers,block_bytes", [(2, 1 << 20), (3, 3000)])
 def test_ids_round_trip_in_order(corpus_and_tokenizer, tmp_path, workers, block_bytes):
     corpus, tok_dir = corpus_and_tokenizer
-    tok = load_tokenizer(tok_dir)
+    # The reference encoding (HF engine, MeCab-ko on every text); the serializer runs tiktoken and
+    # the morpheme cache (on by default) and must write the same ids.
+    tok = load_tokenizer(tok_dir, engine="hf", segment_cache=False)
     stats = preprocess([corpus], str(tmp_path / "out"), tok_dir, workers=workers, append_eod=True,
                        block_bytes=block_bytes, progress=False)
     texts = texts_of(corpus)
@@ -118,9 +120,10 @@ def test_cli_end_to_end(corpus_and_tokenizer, tmp_path):
     corpus, tok_dir = corpus_and_tokenizer
     run = subprocess.run(
         [sys.executable, "tools/preprocess_data.py", "--input", corpus, "--output-prefix", str(tmp_path / "cli"),
-         "--tokenizer", tok_dir, "--workers", "2", "--append-eod", "--no-progress"],
+         "--tokenizer", tok_dir, "--workers", "999", "--append-eod", "--no-progress"],
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
+    assert "note: --workers 999 is more than the" in run.stderr  # clamped to the usable cores
     assert "read 300 = kept 300 + skipped 0" in run.stdout
     assert "docs/s" in run.stdout and "MB/s" in run.stdout
     assert len(IndexedDataset(str(tmp_path / "cli_text_document"))) == 300
