@@ -66,7 +66,8 @@ def run_evaluation(checkpoint: str, task: str, data: Optional[Sequence[str]] = N
                         f"{loaded.model_cfg.vocab_size}")
     scorer = Scorer(loaded.model, tok, batch_size, batch_tokens)
     if spec is None:
-        result = evaluate_perplexity(list(data), scorer, window, stride, limit, json_keys, log)
+        result = evaluate_perplexity(list(data), scorer, window, stride, limit, json_keys, log,
+                                     tok_dir)
         preds = None
     else:
         result = evaluate_task(spec, scorer, test, train_ex, log)

@@ -200,16 +200,23 @@ def majority_baseline(spec: TaskSpec, queries: list[Example]) -> dict:
 
 def evaluate_perplexity(inputs: Sequence[str], scorer: Scorer, window: Optional[int] = None,
                         stride: Optional[int] = None, limit: Optional[int] = None,
-                        json_keys: Sequence[str] = ("text",), log=print) -> dict:
+                        json_keys: Sequence[str] = ("text",), log=print,
+                        tokenizer_dir: Optional[str] = None) -> dict:
     """Per-token perplexity and bits per character over JSONL/text files (the shared reader) or
     .bin/.idx shards (given by prefix or either file). Each document is scored on its own with
     rolling windows; bits per character divide by Unicode characters, so models with different
-    tokenizers compare fairly."""
+    tokenizers compare fairly. With `tokenizer_dir`, shards made by another tokenizer are refused
+    (their sidecar's fingerprint, docs/data.md)."""
     t0 = time.perf_counter()
     from hyperclova.data.reader import ReadStats
 
     stats = ReadStats()
-    docs = list(_perplexity_docs(inputs, scorer.tok, json_keys, limit, stats))
+    made_by = None
+    if tokenizer_dir is not None:
+        from hyperclova.tokenizer.load import tokenizer_fingerprint
+
+        made_by = (tokenizer_dir, tokenizer_fingerprint(tokenizer_dir))
+    docs = list(_perplexity_docs(inputs, scorer.tok, json_keys, limit, stats, made_by))
     if not docs:
         raise UserError(f"no documents to score in {list(inputs)}")
     items = [item for ids, _, _ in docs for item in scorer.rolling_windows(ids, window, stride)]
@@ -236,7 +243,7 @@ def evaluate_perplexity(inputs: Sequence[str], scorer: Scorer, window: Optional[
             "wall_time_s": round(time.perf_counter() - t0, 3)}
 
 
-def _perplexity_docs(inputs, tok, json_keys, limit, stats):
+def _perplexity_docs(inputs, tok, json_keys, limit, stats, made_by=None):
     """(token ids, characters, UTF-8 bytes) per document."""
     shards = [p for p in inputs if _shard_prefix(p)]
     texts = [p for p in inputs if not _shard_prefix(p)]
@@ -246,7 +253,7 @@ def _perplexity_docs(inputs, tok, json_keys, limit, stats):
 
         from hyperclova.data.indexed import check_shard
 
-        check_shard(prefix, tok.vocab_size)
+        check_shard(prefix, tok.vocab_size, made_by)
         ds = IndexedDataset(prefix)
         for i in range(len(ds)):
             ids = [int(t) for t in ds[i]]

@@ -100,6 +100,14 @@ def test_perplexity_on_a_shard(ckpt, tok, tmp_path):
     assert d["chars"] == sum(len(t) for t in texts)
     assert res["metrics"]["bits_per_char"]["mean"] > 0 and d["window"] == 64 and d["stride"] == 32
 
+    # a shard whose sidecar names another tokenizer is refused, naming the file
+    other = str(tmp_path / "other_text_document")
+    w = ShardWriter(other, dtype_for_vocab(tok.vocab_size), tok.vocab_size, tokenizer_fingerprint="0" * 64)
+    w.add_documents(np.concatenate([np.array(d) for d in docs]), np.array([len(d) for d in docs]))
+    w.commit()
+    with pytest.raises(UserError, match="other_text_document"):
+        run_evaluation(ckpt, "perplexity", [other + ".bin"], window=64, stride=32, **QUIET)
+
 
 def test_bad_input_is_one_line_exit_2(ckpt, tmp_path):
     bad = tmp_path / "ratings_test.txt"
