@@ -213,23 +213,19 @@ def create_app(server: Server) -> FastAPI:
     async def model(name: str):
         return model_card(server.check_model(name))
 
-    @app.post("/v1/completions")
-    async def completions(request: Request):
-        body = await _parse(request, CompletionRequest)
-        prep = server.prepare_completion(body)
+    async def respond(request: Request, prep):
         server.submit(prep)
-        if body.stream:
+        if prep.body.stream:
             return _EventStream(server, prep)
         return await _until_done_or_gone(request, server, prep)
 
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        return await respond(request, server.prepare_completion(await _parse(request, CompletionRequest)))
+
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        body = await _parse(request, ChatRequest)
-        prep = server.prepare_chat(body)
-        server.submit(prep)
-        if body.stream:
-            return _EventStream(server, prep)
-        return await _until_done_or_gone(request, server, prep)
+        return await respond(request, server.prepare_chat(await _parse(request, ChatRequest)))
 
     async def tokenize(request: Request):
         body = await _parse(request, TokenizeRequest)
