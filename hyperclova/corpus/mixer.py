@@ -7,7 +7,7 @@
       news: {prefix: data/news_text_document, share: 0.131}
 
 Available tokens per source are the sum of sequence lengths in its Megatron `.idx` file (read
-directly from the header described in DESIGN §4: no token data is touched), or a `tokens:` value
+from the index alone: no token data is touched), or a `tokens:` value
 given in the recipe. A source whose share would need more than `max_epochs` passes is capped at
 `max_epochs` and reported as unmet; its missing tokens go to the other sources in proportion to
 their shares (repeatedly, in case that pushes another over the cap). If every source is capped,

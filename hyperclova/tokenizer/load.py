@@ -1,7 +1,7 @@
 """The one `Tokenizer` interface (serializer, trainer, generation) and `load_tokenizer`.
 
-A tokenizer directory (DESIGN §4) holds the model file of its engine (`tokenizer.json` for the BPE
-types, `spm.model` for SentencePiece) and `hyperclova_tokenizer.json`, which says which
+A tokenizer directory (docs/tokenizers.md) holds the model file of its engine (`tokenizer.json`
+for the BPE types, `spm.model` for SentencePiece) and `hyperclova_tokenizer.json`, which says which
 pre-tokenization runs first (MeCab-ko morphemes for `morpheme-bbpe`). The morpheme analysis happens
 inside `Tokenizer`, so a caller that only knows the directory gets the right pre-tokenization.
 """

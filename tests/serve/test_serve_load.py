@@ -113,13 +113,16 @@ def test_load_and_faults(server):
     assert delta("hyperclova_requests_total", ep.format(400)) == n_400
     assert delta("hyperclova_requests_total", ep.format(404)) == kinds.count("malformed") - n_400
     n_seq = sum(spec["n"] for spec in valid)
-    assert delta("hyperclova_sequences_finished_total", 'finish_reason="length"') == n_seq
+    # A disconnecting client's sequence is cancelled, unless it reached max_tokens before the
+    # server saw the connection close (possible on a loaded machine): either way it is counted once.
+    late = delta("hyperclova_sequences_finished_total", 'finish_reason="length"') - n_seq
+    assert 0 <= late <= kinds.count("disconnect")
     tokens = sum(spec["n"] * spec["max_tokens"] for spec in valid)
     generated = delta("hyperclova_generation_tokens_total")
     assert tokens <= generated < tokens + 96 * kinds.count("disconnect")
     assert delta("hyperclova_time_to_first_token_seconds_count") == n_seq + kinds.count("disconnect")
     h1 = server.get_json("/health")
-    assert h1["cancelled"] - h0["cancelled"] == kinds.count("disconnect")
+    assert h1["cancelled"] - h0["cancelled"] + late == kinds.count("disconnect")
     assert h1["running"] == 0 and h1["queued"] == 0
     grown = server.rss_bytes() - rss0
     assert grown < 64 * 2**20, f"server memory grew by {grown / 2**20:.1f} MiB"
