@@ -99,7 +99,8 @@ def child_main(args) -> None:
     import warnings
 
     warnings.simplefilter("ignore")
-    import megatron.core.datasets.indexed_dataset  # noqa: F401  (one-off import, not timed)
+    if args.impl not in OURS:  # Megatron's tool imports megatron-core (and torch); ours needs neither
+        import megatron.core.datasets.indexed_dataset  # noqa: F401  (one-off import, not timed)
 
     before = os.times()
     if args.impl in OURS:
