@@ -152,7 +152,7 @@ def breakdown(corpus: Path, tokenizer: Path, mb: float) -> dict[str, dict[str, f
         patch(records, "parse_block", "read: decode + JSON + checks", undo)
         patch(records, "pack", "pack into token arrays", undo)
         if cache:
-            for owner, name, what in ((mc, "_analyse_many", "eojeol analyses (MeCab lattice + DP)"),
+            for owner, name, what in ((mc, "analyse_many", "eojeol analyses (MeCab lattice + DP)"),
                                       (tok._cache, "_bounds", "bounds of rare eojeols"),
                                       (tok._cache, "_solve", "context solves"),
                                       (tok._cache, "_window_segments", "MeCab-ko windows"),

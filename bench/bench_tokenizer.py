@@ -136,7 +136,7 @@ def time_breakdown(tok_dir: str, texts: list[str]) -> dict[str, dict[str, float]
         return real, wrapper
 
     cached = load_tokenizer(tok_dir)
-    patches = [(mc, "_analyse_many", "eojeol analyses (MeCab lattice + DP)"),
+    patches = [(mc, "analyse_many", "eojeol analyses (MeCab lattice + DP)"),
                (mc.MorphemeCache, "_bounds", "bounds of rare eojeols"),
                (mc.MorphemeCache, "_solve", "context solves"),
                (mc.MorphemeCache, "_window_segments", "MeCab-ko windows"),

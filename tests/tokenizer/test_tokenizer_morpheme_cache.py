@@ -128,21 +128,22 @@ def test_cache_matches_reference_property(ref, warm_cache, text):
 def test_a_dictionary_breaking_the_proof_turns_the_cache_off(ref, tmp_path, monkeypatch):
     import shutil
 
+    from hyperclova.tokenizer import eojeol_lattice as lat
     from hyperclova.tokenizer import morpheme_cache as mc
 
     tagger = MorphemeSplitter()._get_tagger()  # (kept alive: dictionary_info points into it)
     dicdir = Path(tagger.dictionary_info().filename).parent
-    assert mc._check_space_category(str(dicdir)) == ""
+    assert lat.check_space_category(str(dicdir)) == ""
     shutil.copy(dicdir / "char.bin", tmp_path / "char.bin")
     data = bytearray((tmp_path / "char.bin").read_bytes())
     n_cat = int.from_bytes(data[:4], "little")
     tab = 4 + 32 * n_cat + 4 * ord("\t")
     data[tab:tab + 4] = data[4 + 32 * n_cat + 4 * ord("a"):4 + 32 * n_cat + 4 * ord("a") + 4]
     (tmp_path / "char.bin").write_bytes(bytes(data))  # a tab that MeCab would treat as a letter
-    assert "U+0009" in mc._check_space_category(str(tmp_path))
+    assert "U+0009" in lat.check_space_category(str(tmp_path))
 
-    broken = mc._DictionaryFacts(np.zeros((1, 1), np.int16), np.zeros(1, np.int64), (), "broken")
-    monkeypatch.setattr(mc, "_dictionary_facts", lambda dicdir: broken)
+    broken = lat.DictionaryFacts(np.zeros((1, 1), np.int16), np.zeros(1, np.int64), (), "broken")
+    monkeypatch.setattr(mc, "dictionary_facts", lambda dicdir: broken)
     cache = _cache_for(ref, min_count=1)
     texts = HARD[:10] * 2
     assert [cache.encode(t) for t in texts] == ref.encode_batch(texts)
@@ -152,15 +153,15 @@ def test_a_dictionary_breaking_the_proof_turns_the_cache_off(ref, tmp_path, monk
 def test_analysis_matches_a_brute_force_over_every_lattice_path(ref):
     """Each eojeol's table (cheapest path and segmentation per first left id and last right id)
     against all paths of its MeCab lattice, enumerated one by one."""
-    from hyperclova.tokenizer import morpheme_cache as mc
+    from hyperclova.tokenizer import eojeol_lattice as lat
 
     cache = _cache_for(ref)
     assert cache.available
     words = ["학교", " 학교에", " 목이", " 방과", " 어떻게", "먹었다", " 감기", "ㅋㅋ", " 漢字", " abc",
              " 😀", "가나", " 영치기", " 2024년", " 이렇게", " 명이", " 데만", " 주세요"]
-    tables = mc._analyse_many(words, cache._parse_all, cache._facts)
+    tables = lat.analyse_many(words, cache._parse_all, cache._facts)
     for word, table in zip(words, tables):
-        arr, eos = mc._parse_lattice(word, cache._parse_all)
+        arr, eos = lat.parse_lattice(word, cache._parse_all)
         n_bytes = len(word.encode())
         nodes = {}
         for start, end, rlen, lid, rid, posid, wcost in arr.tolist():
@@ -188,7 +189,7 @@ def test_analysis_matches_a_brute_force_over_every_lattice_path(ref):
         got = {}
         for i, lid in enumerate(table.lids.tolist()):
             for j, rid in enumerate(table.rids.tolist()):
-                if table.cost[i, j] < mc._REACHABLE:
+                if table.cost[i, j] < lat.REACHABLE:
                     got[(lid, rid)] = (int(table.cost[i, j]), int(table.seg[i, j]))
         assert set(got) == set(best), word
         for key, (cost, segs) in best.items():
