@@ -23,16 +23,19 @@ $(VENV)/.installed: setup.py
 demo: venv
 	$(PY) -m hyperclova.demo --out $(DEMO_DIR)
 
+# The demo's checkpoint, made by `make demo` when missing (eval-demo and tune-demo start from it).
+DEMO_CKPT := $(DEMO_DIR)/run/checkpoints/latest
+$(DEMO_CKPT): | venv
+	$(PY) -m hyperclova.demo --out $(DEMO_DIR)
+
 # Few-shot evaluation of the demo checkpoint on topic/sentiment files built from held-out
-# generated documents (runs `make demo` first when its checkpoint is missing).
-eval-demo: venv
-	test -f $(DEMO_DIR)/run/checkpoints/latest || $(PY) -m hyperclova.demo --out $(DEMO_DIR)
+# generated documents.
+eval-demo: venv $(DEMO_CKPT)
 	$(PY) -m hyperclova.eval.demo --checkpoint $(DEMO_DIR)/run/checkpoints --out $(DEMO_DIR)/eval
 
 # P-tuning, LoRA and full fine-tuning of the demo checkpoint against its few-shot score on the
 # evaluation demo's tasks, printed as a Table 4-shaped comparison (docs/tune.md).
-tune-demo: venv
-	test -f $(DEMO_DIR)/run/checkpoints/latest || $(PY) -m hyperclova.demo --out $(DEMO_DIR)
+tune-demo: venv $(DEMO_CKPT)
 	$(PY) -m hyperclova.tune.demo --checkpoint $(DEMO_DIR)/run/checkpoints --out $(DEMO_DIR)/tune
 
 test: venv
