@@ -1,10 +1,10 @@
 """The trainer's batches, assembled ahead of time in a background thread.
 
 A step takes n_micro micro-batches from the loader and stacks them into one (n_micro*micro, T)
-batch, labels of masked positions set to -100. The thread does that (and the dataset's own
-reads) while the device computes the previous step; on a GPU the batch is pinned, so the copy
-to the device is asynchronous (`non_blocking`). The order of batches is the loader's, so
-resuming from `consumed_samples` is unaffected by reading ahead.
+batch, labels of masked positions set to the loss's IGNORE. The thread does that (and the
+dataset's own reads) while the device computes the previous step; on a GPU the batch is pinned,
+so the copy to the device is asynchronous (`non_blocking`). The order of batches is the
+loader's, so resuming from `consumed_samples` is unaffected by reading ahead.
 """
 from __future__ import annotations
 
@@ -15,12 +15,11 @@ from typing import Iterator
 import torch
 
 from hyperclova.errors import UserError
-
-_END = object()
+from hyperclova.parallel.loss import IGNORE
 
 
 def assemble(loader: Iterator[dict], n_micro: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """n_micro micro-batches stacked into one batch; masked labels -> -100."""
+    """n_micro micro-batches stacked into one batch; masked labels -> IGNORE."""
     tokens, labels = [], []
     for _ in range(n_micro):
         try:
@@ -30,7 +29,7 @@ def assemble(loader: Iterator[dict], n_micro: int) -> tuple[torch.Tensor, torch.
                             "train.steps") from None
         lab = mb["labels"].clone()
         if "loss_mask" in mb:
-            lab[mb["loss_mask"] == 0] = -100
+            lab[mb["loss_mask"] == 0] = IGNORE
         tokens.append(mb["tokens"])
         labels.append(lab)
     return torch.cat(tokens), torch.cat(labels)

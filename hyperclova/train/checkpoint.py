@@ -28,6 +28,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -186,12 +187,21 @@ def verify_digests(path: Path, files: dict[str, dict], names: list[str]) -> str 
 def check_complete(path: Path, verify: bool = True) -> str | None:
     """None when `path` is a complete checkpoint, else the reason it is not. `verify` reads every
     file to compare digests, in this process (find_resumable shares that work between ranks)."""
+    reason, files = _checked_marker(path)
+    if reason is not None or not verify:
+        return reason
+    return verify_digests(path, files, sorted(files))
+
+
+def _checked_marker(path: Path) -> tuple[str | None, dict | None]:
+    """(None, the marker's files) when the checks that read no data pass (marker, sizes,
+    metadata), else (the reason, None)."""
     try:
         files = read_marker(path)
         _check_files(path, files)
     except _Unusable as e:
-        return str(e)
-    return verify_digests(path, files, sorted(files)) if verify else None
+        return str(e), None
+    return None, files
 
 
 def _check_shared(path: Path) -> str | None:
@@ -199,14 +209,7 @@ def _check_shared(path: Path) -> str | None:
     files; all ranks get the same answer. Collective: call it on every rank."""
     if _world() == 1:
         return check_complete(path)
-    reason, files = None, None
-    if _rank() == 0:
-        try:
-            files = read_marker(path)
-            _check_files(path, files)
-        except _Unusable as e:
-            reason = str(e)
-    reason, files = _broadcast((reason, files))
+    reason, files = _broadcast(_checked_marker(path) if _rank() == 0 else None)
     if reason is not None:
         return reason
     mine = sorted(files)[_rank()::_world()]
@@ -463,22 +466,19 @@ def _locate(path: str | Path) -> Path | UserError:
 def resolve_load_path(path: str | Path) -> Path:
     """A step directory, or a checkpoint directory whose `latest` names one; it must be complete
     and every file must match its digest (read in this process)."""
-    p = _locate(path)
-    if isinstance(p, UserError):
-        raise p
-    reason = check_complete(p)
-    if reason:
-        raise UserError(f"{p}: incomplete checkpoint: {reason}")
-    return p
+    return _complete(_locate(path), check_complete)
 
 
 def resolve_load_shared(path: str | Path) -> Path:
     """`resolve_load_path` on every rank of the running process group (or in one process): the
     ranks share the hashing and agree on the answer. Collective."""
-    located = _broadcast(_locate(path) if _rank() == 0 else None)
+    return _complete(_broadcast(_locate(path) if _rank() == 0 else None), _check_shared)
+
+
+def _complete(located: Path | UserError, check: Callable[[Path], str | None]) -> Path:
     if isinstance(located, UserError):
         raise located
-    reason = _check_shared(located)
+    reason = check(located)
     if reason:
         raise UserError(f"{located}: incomplete checkpoint: {reason}")
     return located

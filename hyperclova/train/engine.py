@@ -141,11 +141,15 @@ class Engine:
 
     # -- pieces shared by training and evaluation -----------------------------------------------
 
-    def _context(self, autocast: bool = True):
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _context(self):
         stack = contextlib.ExitStack()
         stack.enter_context(_sdpa_context(self.sdpa))
-        if autocast and self.autocast_dtype is not None:
-            stack.enter_context(torch.autocast(self.device.type, dtype=self.autocast_dtype))
+        stack.enter_context(self._autocast())
         return stack
 
     def _head_part(self) -> nn.Module:
@@ -201,17 +205,18 @@ class Engine:
         model = self.model_parts[0]
         fsdp = hasattr(model, "set_requires_gradient_sync")
         total = torch.zeros((), device=self.device)
-        for i, (tok, lab) in enumerate(zip(tokens.chunk(n_micro), labels.chunk(n_micro))):
-            last = i == n_micro - 1
-            if fsdp:  # reduce gradients once, after the last micro-batch
-                model.set_requires_gradient_sync(last)
-                if self.layout.zero_stage == 2 and self.layout.dp_shard > 1:
-                    model.set_reshard_after_backward(last)
-            with self._context(autocast=False):  # backward outside autocast
-                with self._context():
+        # The kernel choice also covers backward, where recompute re-runs attention.
+        with _sdpa_context(self.sdpa):
+            for i, (tok, lab) in enumerate(zip(tokens.chunk(n_micro), labels.chunk(n_micro))):
+                last = i == n_micro - 1
+                if fsdp:  # reduce gradients once, after the last micro-batch
+                    model.set_requires_gradient_sync(last)
+                    if self.layout.zero_stage == 2 and self.layout.dp_shard > 1:
+                        model.set_reshard_after_backward(last)
+                with self._autocast():  # backward outside autocast
                     loss = self._head_loss(model(tok), lab) / n_micro
                 loss.backward()
-            total = total + loss.detach()
+                total = total + loss.detach()
         return total
 
     def _pipeline_step(self, tokens, labels):

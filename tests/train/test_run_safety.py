@@ -223,3 +223,15 @@ def test_nccl_defaults_never_override_the_user():
 def test_rank_ranges_are_compact():
     assert _ranges([0, 1, 2, 3, 8]) == "0-3,8"
     assert _ranges([1]) == "1" and _ranges([0, 2, 4]) == "0,2,4"
+
+
+def test_load_path_errors_name_the_problem(tmp_path):
+    with pytest.raises(UserError, match="no such checkpoint directory"):
+        resolve_load_path(tmp_path / "absent")
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    with pytest.raises(UserError, match=f"not a DCP checkpoint .*no '{LATEST}' file"):
+        resolve_load_path(ckpt)
+    (ckpt / LATEST).write_text("step_00000007\n")
+    with pytest.raises(UserError, match=f"{LATEST} names 'step_00000007', which does not exist"):
+        resolve_load_path(ckpt)
