@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from hyperclova.corpus.jsonl import write_json_atomic
 from hyperclova.errors import UserError
 
 
@@ -82,7 +82,7 @@ def run_evaluation(checkpoint: str, task: str, data: Optional[Sequence[str]] = N
                   total_wall_time_s=round(time.perf_counter() - t0, 3))
     if is_main:
         if output:
-            _write_json(output, result)
+            write_json_atomic(output, result)
             log(f"wrote {output}")
         if predictions and preds is not None:
             _write_predictions(predictions, spec, preds)
@@ -98,17 +98,9 @@ def _model_info(mc, tok) -> dict:
             "tokenizer_type": tok.type}
 
 
-def _write_json(path: str, obj) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, p)
-
-
 def _write_predictions(path: str, spec, preds: list) -> None:
     if spec.metric == "korquad":  # the official script's input: {qid: answer} (the first run)
-        _write_json(path, preds[0])
+        write_json_atomic(path, preds[0])
         return
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
