@@ -43,6 +43,8 @@ def run_evaluation(checkpoint: str, task: str, data: Optional[Sequence[str]] = N
         from hyperclova.eval.tasks import validate_task
 
         validate_task(spec)
+        if data and len(data) > 1:  # --data takes several files only for perplexity
+            raise UserError(f"task {spec.task}: --data takes one test file, got {len(data)}")
         test = load_split(spec, "test", data[0] if data else None)
         if test is None:
             raise UserError(f"task {spec.task}: give the test file with --data")
