@@ -28,6 +28,9 @@ def run_evaluation(checkpoint: str, task: str, data: Optional[Sequence[str]] = N
     from hyperclova.tokenizer import load_tokenizer
 
     t0 = time.perf_counter()
+    _check_options_apply(task, window=window, stride=stride, train=train, shots=shots, runs=runs,
+                         seed=seed, length_normalization=length_normalization,
+                         predictions=predictions)
     spec = tuned = None
     if adapter:  # a tuned model: its task template (P-tuning's virtual tokens), zero-shot
         from hyperclova.tune.adapters import open_adapter, tuned_task
@@ -90,6 +93,19 @@ def run_evaluation(checkpoint: str, task: str, data: Optional[Sequence[str]] = N
             _write_predictions(predictions, spec, preds)
             log(f"wrote {predictions}")
     return result
+
+
+# Options that only one kind of evaluation reads: given to the other, they are refused, not ignored.
+_PERPLEXITY_ONLY = ("window", "stride")
+_TASK_ONLY = ("train", "shots", "runs", "seed", "length_normalization", "predictions")
+
+
+def _check_options_apply(task: str, **given) -> None:
+    unused = _TASK_ONLY if task == "perplexity" else _PERPLEXITY_ONLY
+    bad = ["--" + k.replace("_", "-") for k in unused if given[k] is not None]
+    if bad:
+        kind = "perplexity" if task == "perplexity" else f"task {task}"
+        raise UserError(f"{kind} does not read {', '.join(bad)}; leave it out")
 
 
 def _model_info(mc, tok) -> dict:
