@@ -39,8 +39,7 @@ def run_evaluation(checkpoint: str, task: str, data: Optional[Sequence[str]] = N
     if task != "perplexity":  # read the task first: a bad task file fails before model loading
         spec = load_task(task)
         if tuned is not None:  # zero-shot: one run (runs differ only in their demonstrations)
-            spec = tuned_task(spec, tuned.cfg).replace(num_fewshot=0 if shots is None else shots,
-                                                       runs=1 if runs is None else runs)
+            spec = tuned_task(spec, tuned.cfg).replace(num_fewshot=0, runs=1)  # --shots/--runs: below
         spec = spec.replace(num_fewshot=shots, runs=runs, seed=seed, limit=limit,
                             length_normalization=length_normalization)
         from hyperclova.eval.tasks import validate_task
