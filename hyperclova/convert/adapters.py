@@ -22,6 +22,7 @@ import torch
 
 from hyperclova.convert.dcp import CheckpointReader, check_new_checkpoint_dir, nested, write_step
 from hyperclova.convert.hf import HF_PREFIX, ConversionError, qkv_to_hf
+from hyperclova.convert.reshard import step_of
 from hyperclova.convert.to_hf import MODEL, Summary, check_model_keys
 from hyperclova.errors import UserError
 
@@ -93,7 +94,7 @@ def merge_adapter(adapter: str | Path, out_dir: str | Path,
         flat[key] = torch.empty(md.size, dtype=md.properties.dtype, device="meta")
         producers[key] = producer(key)
     cfg.data.tokenizer = ad.cfg.data.tokenizer or cfg.data.tokenizer
-    step = _step(ad.path)
+    step = step_of(ad.path)
     final = write_step(Path(out_dir), step, cfg, nested(flat, reader.nesting()), producers)
     n = sum(flat[k].numel() for k in flat)
     size = sum(p.stat().st_size for p in final.iterdir())
@@ -177,9 +178,3 @@ def _new_or_empty(out_dir: str | Path) -> Path:
             "is not empty (" + ", ".join(sorted(p.name for p in out.iterdir())[:4]) + ")"
         raise UserError(f"output directory {out} {what}; export into a new or empty directory")
     return out
-
-
-def _step(step_dir: Path) -> int:
-    from hyperclova.convert.reshard import _step_of
-
-    return _step_of(step_dir)

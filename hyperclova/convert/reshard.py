@@ -60,7 +60,7 @@ def reshard(checkpoint: str | Path, out_dir: str | Path, overrides: list[str] | 
         producers[key] = _producer(reader, key)
         if key.startswith("model."):
             n_params += md.size.numel()
-    final = write_step(Path(out_dir), _step_of(step_dir), cfg, nested(flat, reader.nesting()), producers)
+    final = write_step(Path(out_dir), step_of(step_dir), cfg, nested(flat, reader.nesting()), producers)
     size = sum(p.stat().st_size for p in final.iterdir())
     return Summary(step_dir, final, len(producers), n_params, size, [])
 
@@ -69,7 +69,7 @@ def _producer(reader: CheckpointReader, key: str):
     return lambda: reader.load([key])[key]
 
 
-def _step_of(step_dir: Path) -> int:
+def step_of(step_dir: Path) -> int:
     try:
         return int(json.loads((step_dir / MARKER).read_text())["step"])
     except (ValueError, KeyError, OSError):

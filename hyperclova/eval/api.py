@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from hyperclova.corpus.jsonl import write_json_atomic
 from hyperclova.errors import UserError
 
 
@@ -28,6 +28,9 @@ def run_evaluation(checkpoint: str, task: str, data: Optional[Sequence[str]] = N
     from hyperclova.tokenizer import load_tokenizer
 
     t0 = time.perf_counter()
+    _check_options_apply(task, window=window, stride=stride, train=train, shots=shots, runs=runs,
+                         seed=seed, length_normalization=length_normalization,
+                         predictions=predictions)
     spec = tuned = None
     if adapter:  # a tuned model: its task template (P-tuning's virtual tokens), zero-shot
         from hyperclova.tune.adapters import open_adapter, tuned_task
@@ -36,13 +39,14 @@ def run_evaluation(checkpoint: str, task: str, data: Optional[Sequence[str]] = N
     if task != "perplexity":  # read the task first: a bad task file fails before model loading
         spec = load_task(task)
         if tuned is not None:  # zero-shot: one run (runs differ only in their demonstrations)
-            spec = tuned_task(spec, tuned.cfg).replace(num_fewshot=0 if shots is None else shots,
-                                                       runs=1 if runs is None else runs)
+            spec = tuned_task(spec, tuned.cfg).replace(num_fewshot=0, runs=1)  # --shots/--runs: below
         spec = spec.replace(num_fewshot=shots, runs=runs, seed=seed, limit=limit,
                             length_normalization=length_normalization)
         from hyperclova.eval.tasks import validate_task
 
         validate_task(spec)
+        if data and len(data) > 1:  # --data takes several files only for perplexity
+            raise UserError(f"task {spec.task}: --data takes one test file, got {len(data)}")
         test = load_split(spec, "test", data[0] if data else None)
         if test is None:
             raise UserError(f"task {spec.task}: give the test file with --data")
@@ -82,12 +86,25 @@ def run_evaluation(checkpoint: str, task: str, data: Optional[Sequence[str]] = N
                   total_wall_time_s=round(time.perf_counter() - t0, 3))
     if is_main:
         if output:
-            _write_json(output, result)
+            write_json_atomic(output, result)
             log(f"wrote {output}")
         if predictions and preds is not None:
             _write_predictions(predictions, spec, preds)
             log(f"wrote {predictions}")
     return result
+
+
+# Options that only one kind of evaluation reads: given to the other, they are refused, not ignored.
+_PERPLEXITY_ONLY = ("window", "stride")
+_TASK_ONLY = ("train", "shots", "runs", "seed", "length_normalization", "predictions")
+
+
+def _check_options_apply(task: str, **given) -> None:
+    unused = _TASK_ONLY if task == "perplexity" else _PERPLEXITY_ONLY
+    bad = ["--" + k.replace("_", "-") for k in unused if given[k] is not None]
+    if bad:
+        kind = "perplexity" if task == "perplexity" else f"task {task}"
+        raise UserError(f"{kind} does not read {', '.join(bad)}; leave it out")
 
 
 def _model_info(mc, tok) -> dict:
@@ -98,17 +115,9 @@ def _model_info(mc, tok) -> dict:
             "tokenizer_type": tok.type}
 
 
-def _write_json(path: str, obj) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, p)
-
-
 def _write_predictions(path: str, spec, preds: list) -> None:
     if spec.metric == "korquad":  # the official script's input: {qid: answer} (the first run)
-        _write_json(path, preds[0])
+        write_json_atomic(path, preds[0])
         return
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hyperclova.corpus.jsonl import write_json_atomic
 from hyperclova.corpus.lexicon import TOPICS
 
 _NEWS = re.compile(r"^\[(.+?)\] (.+?)\n")
@@ -80,8 +81,8 @@ def build_demo_tasks(out: Path, n_docs: int = 12000, seed: int = 1, n_test: int 
                 reviews[int(stars >= 4)].append((rec["id"], m.group(2).replace("\n", " ")))
     rng = random.Random(seed)
     rng.shuffle(topics)
-    _write_json(out / "ynat_test.json", topics[:n_test])
-    _write_json(out / "ynat_train.json", topics[n_test:n_test + n_train])
+    write_json_atomic(out / "ynat_test.json", topics[:n_test])
+    write_json_atomic(out / "ynat_train.json", topics[n_test:n_test + n_train])
     half = min(len(reviews[0]), len(reviews[1]), (n_test + n_train) // 2)
     rows = [(rid, doc, lab) for lab in (0, 1) for rid, doc in reviews[lab][:half]]
     rng.shuffle(rows)
@@ -95,10 +96,6 @@ def build_demo_tasks(out: Path, n_docs: int = 12000, seed: int = 1, n_test: int 
         choices=json.dumps({n: f"[{n}]" for n in names}, ensure_ascii=False)), encoding="utf-8")
     (out / "demo_sentiment.yaml").write_text(SENTIMENT_TASK, encoding="utf-8")
     return {"topic": out / "demo_topic.yaml", "sentiment": out / "demo_sentiment.yaml"}
-
-
-def _write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
 def run(cmd: list[str]) -> None:

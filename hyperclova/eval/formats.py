@@ -138,10 +138,7 @@ def read_ynat(path: str | Path, labels: tuple[str, ...] | None = None, **_) -> E
     """KLUE-YNAT; `labels` is the task's label set (default: YNAT's seven topic names)."""
     labels = tuple(labels or YNAT_LABELS)
     out = Examples(str(path))
-    for i, rec in enumerate(_json_array(path)):
-        loc = f"{path}: record {i}"
-        guid = _get(rec, "guid", str, loc)
-        loc = f"{path}: record {i} (guid {guid})"
+    for rec, guid, loc in _klue_records(path):
         title, label = _get(rec, "title", str, loc), _get(rec, "label", str, loc)
         if label not in labels:
             raise UserError(f"{loc}: label {label!r} is not one of the task's labels {list(labels)}")
@@ -154,10 +151,7 @@ def read_ynat(path: str | Path, labels: tuple[str, ...] | None = None, **_) -> E
 
 def read_klue_sts(path: str | Path, **_) -> Examples:
     out = Examples(str(path))
-    for i, rec in enumerate(_json_array(path)):
-        loc = f"{path}: record {i}"
-        guid = _get(rec, "guid", str, loc)
-        loc = f"{path}: record {i} (guid {guid})"
+    for rec, guid, loc in _klue_records(path):
         s1, s2 = _get(rec, "sentence1", str, loc), _get(rec, "sentence2", str, loc)
         labels = _get(rec, "labels", dict, loc)
         label = _get(labels, "label", (int, float), f"{loc}: labels")
@@ -305,6 +299,13 @@ def _json_array(path) -> list:
     if not isinstance(data, list):
         raise UserError(f"{path}: expected a JSON array of records (the KLUE v1.1 format)")
     return data
+
+
+def _klue_records(path):
+    """(record, guid, location) for each record of a KLUE v1.1 JSON array; errors name the guid."""
+    for i, rec in enumerate(_json_array(path)):
+        guid = _get(rec, "guid", str, f"{path}: record {i}")
+        yield rec, guid, f"{path}: record {i} (guid {guid})"
 
 
 def _get(obj: Any, key: str, types, where: str) -> Any:

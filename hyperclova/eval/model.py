@@ -95,14 +95,14 @@ def _plain(checkpoint: Optional[str], device: torch.device, rank: int, world: in
     from hyperclova.generate import load_model
 
     model, cfg = load_model(checkpoint, device, adapter)
-    if adapter is None:
-        return Loaded(PlainModel(model, rank, world), cfg.model, cfg.data.tokenizer,
-                      {"dp": world, "tp": 1, "pp": 1}, rank, _step(checkpoint))
-    from hyperclova.tune.adapters import resolve_base
+    base = None
+    if adapter is not None:
+        from hyperclova.tune.adapters import resolve_base
 
+        base = str(resolve_base(adapter, checkpoint))
+    step = _step(str(adapter.path) if adapter is not None else checkpoint)
     return Loaded(PlainModel(model, rank, world), cfg.model, cfg.data.tokenizer,
-                  {"dp": world, "tp": 1, "pp": 1}, rank, _step(str(adapter.path)),
-                  str(resolve_base(adapter, checkpoint)))
+                  {"dp": world, "tp": 1, "pp": 1}, rank, step, base)
 
 
 def _step(checkpoint: str) -> Optional[int]:

@@ -41,9 +41,6 @@ class ProtocolCounts:
     short_demo_sets: int = 0  # fewer demonstrations available than num_fewshot
     too_long_examples: list = field(default_factory=list)
 
-    def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()}
-
 
 def label_word(spec: TaskSpec, ex: Example) -> str:
     return spec.doc_to_choice[gold_label(spec, ex)]

@@ -1,6 +1,7 @@
 """Running a task: demonstrations per run, prompts, scoring, metrics, mean and std over runs."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import time
@@ -88,7 +89,7 @@ def evaluate_task(spec: TaskSpec, scorer: Scorer, test: Examples,
         "task": spec.task,
         "metrics": aggregate(runs),
         "n_examples": len(queries),
-        "protocol": {**builder.counts.as_dict(), "straddled_continuations": straddled},
+        "protocol": {**dataclasses.asdict(builder.counts), "straddled_continuations": straddled},
         "data": {"test": test.summary(), "train": train.summary() if train else None},
         "first_prompts": first_prompts,
         "wall_time_s": round(time.perf_counter() - t0, 3),

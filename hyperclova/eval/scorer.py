@@ -79,7 +79,9 @@ class PlainModel:
                              torch.zeros(shape, dtype=dtype, device=dev)) for k in m.layers}
         first = m(tokens.to(dev), positions.to(dev), causal_padding_mask(valid[:, :P], P).to(dev),
                   caches)[:, -1].float().log_softmax(-1)
-        out = [[([first[g, c[0]].item()], [first[g].argmax().item() == c[0]]) for c in cs]
+        # one device-to-host copy per batch, not one sync per token (.item() in the loops)
+        first, first_arg = first.cpu(), first.argmax(-1).tolist()
+        out = [[([first[g, c[0]].item()], [first_arg[g] == c[0]]) for c in cs]
                for g, (_, cs) in enumerate(groups)]
         if C > 1:
             owner = [(g, j) for g, (_, cs) in enumerate(groups) for j in range(len(cs))]
@@ -88,20 +90,24 @@ class PlainModel:
             R = len(owner)
             ctoks = torch.zeros(R, C - 1, dtype=torch.long)
             cvalid = valid[idx.cpu()].clone()
+            ctgt = torch.zeros(R, C - 1, dtype=torch.long)  # the token each position predicts
             cpos = torch.zeros(R, C - 1, dtype=torch.long)
             for r, (g, j) in enumerate(owner):
                 c = groups[g][1][j]
                 ctoks[r, : len(c) - 1] = torch.tensor(c[:-1])
+                ctgt[r, : len(c) - 1] = torch.tensor(c[1:])
                 cvalid[r, P:P + len(c) - 1] = True
                 cpos[r] = len(groups[g][0]) + torch.arange(C - 1)
             logp = m(ctoks.to(dev), cpos.to(dev), causal_padding_mask(cvalid, C - 1).to(dev), caches,
                      P).float().log_softmax(-1)
+            tgt_lp = logp.gather(-1, ctgt.to(dev).unsqueeze(-1)).squeeze(-1).tolist()
+            arg = logp.argmax(-1).tolist()
             for r, (g, j) in enumerate(owner):
                 c = groups[g][1][j]
                 lps, greedy = out[g][j]
                 for t in range(1, len(c)):
-                    lps.append(logp[r, t - 1, c[t]].item())
-                    greedy.append(logp[r, t - 1].argmax().item() == c[t])
+                    lps.append(tgt_lp[r][t - 1])
+                    greedy.append(arg[r][t - 1] == c[t])
         return [[(sum(lps), all(gr)) for lps, gr in row] for row in out]
 
 

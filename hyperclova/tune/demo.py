@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
+
+from hyperclova.eval.demo import build_demo_tasks, run
 
 METHODS = {  # learning rates picked on the demo's training files
     "P-tuning": ["tune.method=ptuning", "train.lr=1e-2"],
@@ -36,11 +36,6 @@ COMMON = ["train.global_batch_size=16", "train.micro_batch_size=16", "schedule.w
 METRIC = {"topic": ("macro_f1", "demo_topic (macro-F1)"),
           "sentiment": ("accuracy", "demo_sentiment (accuracy)")}
 FEW_SHOT = "few-shot (2-shot, 3 runs)"
-
-
-def run(cmd: list[str]) -> None:
-    print("\n$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-    subprocess.run(cmd, check=True)
 
 
 def score(path: Path, name: str) -> float:
@@ -63,8 +58,6 @@ def table(rows: dict[str, dict[str, float]], counts: dict[str, str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from hyperclova.eval.demo import build_demo_tasks
-
     p = argparse.ArgumentParser(prog="python -m hyperclova.tune.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="demo_out/run/checkpoints")

@@ -3,21 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import tiny_tokenizer
+
 FIXTURES = Path(__file__).parent / "fixtures"
 MODEL = ["model=tiny", "model.n_layers=2", "model.d_model=64", "model.n_heads=4",
          "model.seq_len=512", "model.vocab_size=640", "train.seed=3"]
 
 
 def make_tokenizer(root: Path) -> str:
-    from hyperclova.corpus.synthetic import generate_corpus
-    from hyperclova.tokenizer import train_tokenizer
-
-    corpus = root / "corpus.jsonl"
-    generate_corpus(corpus, n_docs=400, seed=11)
-    out = root / "tok"
-    train_tokenizer([str(corpus)], str(out), type="morpheme-bbpe", vocab_size=640, workers=1,
-                    show_progress=False, verify_docs=50)
-    return str(out)
+    return tiny_tokenizer.make_tokenizer(root, n_docs=400, seed=11, verify_docs=50)
 
 
 def make_checkpoint(root: Path, tok_dir: str, overrides: list[str] = ()) -> str:

@@ -114,6 +114,12 @@ def test_bad_input_is_one_line_exit_2(ckpt, tmp_path):
     bad.write_text("id\tdocument\tlabel\n1\tgood\n", encoding="utf-8")
     with pytest.raises(UserError, match="ratings_test.txt:2: expected 3 tab-separated"):
         run_evaluation(ckpt, "nsmc", [str(bad)], shots=0, **QUIET)
+    with pytest.raises(UserError, match="takes one test file, got 2"):  # not a silent drop
+        run_evaluation(ckpt, "nsmc", [str(bad), str(bad)], shots=0, **QUIET)
+    with pytest.raises(UserError, match="task nsmc does not read --window;"):  # not ignored
+        run_evaluation(ckpt, "nsmc", [str(bad)], window=64, **QUIET)
+    with pytest.raises(UserError, match="perplexity does not read --shots, --predictions;"):
+        run_evaluation(ckpt, "perplexity", [str(bad)], shots=2, predictions="p.jsonl", **QUIET)
     proc = subprocess.run([sys.executable, "-m", "hyperclova.eval", "--checkpoint", ckpt,
                            "--task", "nsmc", "--data", str(bad), "--shots", "0"],
                           capture_output=True, text=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import tiny_tokenizer
+
 BASE_MODEL = ["model.n_layers=2", "model.d_model=64", "model.n_heads=4", "model.seq_len=128",
               "model.vocab_size=640", "model.dropout=0.0"]
 RUN = ["train.device=cpu", "train.steps=6", "train.global_batch_size=8", "train.micro_batch_size=4",
@@ -14,15 +16,7 @@ RUN = ["train.device=cpu", "train.steps=6", "train.global_batch_size=8", "train.
 
 
 def make_tokenizer(root: Path) -> str:
-    from hyperclova.corpus.synthetic import generate_corpus
-    from hyperclova.tokenizer import train_tokenizer
-
-    corpus = root / "corpus.jsonl"
-    generate_corpus(corpus, n_docs=300, seed=5)
-    out = root / "tok"
-    train_tokenizer([str(corpus)], str(out), type="morpheme-bbpe", vocab_size=640, workers=1,
-                    show_progress=False, verify_docs=20)
-    return str(out)
+    return tiny_tokenizer.make_tokenizer(root, n_docs=300, seed=5, verify_docs=20)
 
 
 def make_base(root: Path, tok_dir: str, seed: int) -> Path:
