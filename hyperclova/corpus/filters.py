@@ -33,7 +33,7 @@ def load_words(path: str | Path | None, default: str) -> list[str]:
     return [w.strip() for w in lines if w.strip() and not w.lstrip().startswith("#")]
 
 
-def _alternation(words: list[str]) -> re.Pattern:
+def alternation(words: list[str]) -> re.Pattern:
     """One regex matching any listed entry (longest first), so a text is scanned once."""
     if not words:
         return re.compile(r"(?!)")  # an empty list matches nothing
@@ -110,7 +110,7 @@ class Profanity:
 
     def __post_init__(self):
         self.words = load_words(self.words_file, "badwords_ko.txt")
-        self._pattern = _alternation(self.words)
+        self._pattern = alternation(self.words)
 
     def __call__(self, text: str):
         hits = len(self._pattern.findall(text))
@@ -128,7 +128,7 @@ class Spam:
 
     def __post_init__(self):
         self.phrases = load_words(self.phrases_file, "promo_ko.txt")
-        self._pattern = _alternation(self.phrases)
+        self._pattern = alternation(self.phrases)
 
     def __call__(self, text: str):
         words = text.split()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import regex
 
-from hyperclova.corpus.filters import _alternation, load_words
+from hyperclova.corpus.filters import alternation, load_words
 from hyperclova.corpus.pii import CONTEXT_CHARS, PII_TYPES, RULES, PiiConfig, mask_text
 from hyperclova.errors import UserError, read_yaml_mapping
 
@@ -134,7 +134,7 @@ class Filters:
         uses_words = cfg.banned_input != "off" or cfg.banned_output != "off"
         words = (load_words(cfg.banned_file, "badwords_ko.txt") if uses_words else []) + cfg.banned_extra
         self.words = words
-        self._banned: re.Pattern = _alternation(words)
+        self._banned: re.Pattern = alternation(words)
         self._max_word = max((len(w) for w in words), default=0)
         self._pii = PiiConfig(types=list(cfg.pii_types))
         # The same patterns, for partial matching (see PII_HOLD_CHARS)
